@@ -1,0 +1,131 @@
+//! What the loader knows of each resource type: its kind, its scope, its validation,
+//! and how a `NodeConfig` becomes [`NodeSettings`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+
+use crate::diag::{FieldPath, Issue};
+use crate::model::{EnforcementMode, NodeSettings};
+use crate::types::{
+    CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, ObjectMeta, Service, Workload,
+};
+use crate::validate;
+
+/// A resource type the loader reads.
+pub(super) trait Resource: DeserializeOwned {
+    fn metadata(&self) -> &ObjectMeta;
+    fn metadata_mut(&mut self) -> &mut ObjectMeta;
+    /// Findings with paths relative to the document root.
+    fn validate(&self) -> Vec<Issue>;
+}
+
+macro_rules! resource {
+    ($($ty:ty => $validate:path,)*) => {$(
+        impl Resource for $ty {
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+            fn validate(&self) -> Vec<Issue> {
+                $validate(self)
+            }
+        }
+    )*};
+}
+
+resource! {
+    CiliumPolicy => validate::cilium_policy,
+    NetworkPolicy => validate::network_policy,
+    Namespace => validate::namespace,
+    Service => validate::service,
+    CidrGroup => validate::cidr_group,
+    Workload => validate::workload,
+    NodeConfig => validate::node_config,
+}
+
+/// The namespace a resource lives in after loading: `default` for a namespaced kind
+/// that names none, nothing for a cluster-scoped kind. A namespace written on a
+/// cluster-scoped kind is dropped, as `kubectl apply` does.
+pub(super) fn scope(namespace: Option<&str>, namespaced: bool) -> Option<String> {
+    if !namespaced {
+        return None;
+    }
+    match namespace {
+        Some(ns) if !ns.is_empty() => Some(ns.to_owned()),
+        _ => Some(DEFAULT_NAMESPACE.to_owned()),
+    }
+}
+
+pub(super) const DEFAULT_NAMESPACE: &str = "default";
+
+/// `NodeConfig` with defaults applied. Only maps values: checks of their own belong
+/// to validation, which has passed when this runs; what it cannot map is an error.
+pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> {
+    let spec = &config.spec;
+    let defaults = NodeSettings::default();
+    let enforcement = match spec.policy_enforcement.as_deref() {
+        None | Some("default") => EnforcementMode::Default,
+        Some("always") => EnforcementMode::Always,
+        Some("never") => EnforcementMode::Never,
+        Some(other) => {
+            return Err(Issue::new(
+                FieldPath::root().key("spec").key("policyEnforcement"),
+                format!("invalid value {other:?}; expected one of: default, always, never"),
+            ));
+        }
+    };
+    let proxy = spec.proxy.clone().unwrap_or_default();
+    Ok(NodeSettings {
+        cluster_name: spec.cluster_name.clone().unwrap_or(defaults.cluster_name),
+        trust_domain: spec.trust_domain.clone().unwrap_or(defaults.trust_domain),
+        node_name: spec.node_name.clone(),
+        enforcement,
+        audit_mode: spec.policy_audit_mode.unwrap_or(defaults.audit_mode),
+        proxy_port: proxy.port.unwrap_or(defaults.proxy_port),
+        dns_proxy_port: proxy.dns_port.unwrap_or(defaults.dns_proxy_port),
+        admin_socket: proxy
+            .admin_socket
+            .map_or(defaults.admin_socket, PathBuf::from),
+        node_labels: spec.node_labels.clone().unwrap_or_default(),
+    })
+}
+
+/// A workload address as compared for uniqueness: `fd00::1` and `fd00:0::1` are one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum AddressKey {
+    Ip(IpAddr),
+    /// Not an address; validation reports it, and it still must not be claimed twice.
+    Text(String),
+}
+
+impl AddressKey {
+    pub fn new(address: &str) -> Self {
+        let address = address.trim();
+        address
+            .parse()
+            .map_or_else(|_| Self::Text(address.to_owned()), Self::Ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_defaults_and_drops() {
+        assert_eq!(scope(None, true).as_deref(), Some("default"));
+        assert_eq!(scope(Some(""), true).as_deref(), Some("default"));
+        assert_eq!(scope(Some("shop"), true).as_deref(), Some("shop"));
+        assert_eq!(scope(Some("shop"), false), None);
+    }
+
+    #[test]
+    fn addresses_compare_as_addresses() {
+        assert_eq!(AddressKey::new("fd00::1"), AddressKey::new(" fd00:0::1"));
+        assert_ne!(AddressKey::new("10.0.0.1"), AddressKey::new("10.0.0.2"));
+    }
+}

@@ -1,0 +1,178 @@
+//! The loaded configuration, as the policy engine and the node consume it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::diag::Diagnostic;
+use crate::types::{
+    CidrGroup, CiliumPolicy, LabelSelector, Namespace, NetworkPolicy, Service, Workload,
+};
+
+/// Where a document came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub file: PathBuf,
+    /// 1-based line of the document's first node.
+    pub line: usize,
+    /// 0-based index of the document within its file.
+    pub document: usize,
+}
+
+/// A resource and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc<T> {
+    pub source: Source,
+    pub resource: T,
+}
+
+/// Policy enforcement mode (Cilium's `enable-policy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EnforcementMode {
+    /// An endpoint is enforced in a direction when a rule selects it for that direction.
+    #[default]
+    Default,
+    /// Every endpoint is enforced in both directions.
+    Always,
+    /// Nothing is enforced.
+    Never,
+}
+
+/// `NodeConfig` with its defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSettings {
+    pub cluster_name: String,
+    pub trust_domain: String,
+    pub node_name: Option<String>,
+    pub enforcement: EnforcementMode,
+    pub audit_mode: bool,
+    pub proxy_port: u16,
+    pub dns_proxy_port: u16,
+    pub admin_socket: PathBuf,
+    /// Labels of this node, selected by `nodeSelector` rules.
+    pub node_labels: BTreeMap<String, String>,
+}
+
+impl NodeSettings {
+    pub const DEFAULT_CLUSTER_NAME: &'static str = "default";
+    pub const DEFAULT_TRUST_DOMAIN: &'static str = "cluster.local";
+    pub const DEFAULT_PROXY_PORT: u16 = 15001;
+    pub const DEFAULT_DNS_PROXY_PORT: u16 = 15053;
+    pub const DEFAULT_ADMIN_SOCKET: &'static str = "/run/sluice/admin.sock";
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            cluster_name: Self::DEFAULT_CLUSTER_NAME.to_owned(),
+            trust_domain: Self::DEFAULT_TRUST_DOMAIN.to_owned(),
+            node_name: None,
+            enforcement: EnforcementMode::Default,
+            audit_mode: false,
+            proxy_port: Self::DEFAULT_PROXY_PORT,
+            dns_proxy_port: Self::DEFAULT_DNS_PROXY_PORT,
+            admin_socket: PathBuf::from(Self::DEFAULT_ADMIN_SOCKET),
+            node_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// The three policy kinds sluice accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyKind {
+    CiliumNetworkPolicy,
+    CiliumClusterwideNetworkPolicy,
+    NetworkPolicy,
+}
+
+impl PolicyKind {
+    /// The Kubernetes kind name, as Hubble prints it in `*_allowed_by`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CiliumNetworkPolicy => "CiliumNetworkPolicy",
+            Self::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+            Self::NetworkPolicy => "NetworkPolicy",
+        }
+    }
+
+    pub fn is_namespaced(self) -> bool {
+        !matches!(self, Self::CiliumClusterwideNetworkPolicy)
+    }
+}
+
+/// A policy document: valid and typed, or rejected.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    /// A valid CNP or CCNP (`kind` tells which).
+    Cilium(CiliumPolicy),
+    /// A valid Kubernetes NetworkPolicy.
+    Kubernetes(NetworkPolicy),
+    /// A policy with errors (see [`Config::diagnostics`]).
+    Rejected(RejectedPolicy),
+}
+
+impl Policy {
+    pub fn kind(&self) -> PolicyKind {
+        match self {
+            Self::Cilium(p) if p.kind == "CiliumClusterwideNetworkPolicy" => {
+                PolicyKind::CiliumClusterwideNetworkPolicy
+            }
+            Self::Cilium(_) => PolicyKind::CiliumNetworkPolicy,
+            Self::Kubernetes(_) => PolicyKind::NetworkPolicy,
+            Self::Rejected(r) => r.kind,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Cilium(p) => &p.metadata.name,
+            Self::Kubernetes(p) => &p.metadata.name,
+            Self::Rejected(r) => &r.name,
+        }
+    }
+
+    /// The namespace of a namespaced policy; `None` for a CCNP.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Self::Cilium(p) => p.metadata.namespace.as_deref(),
+            Self::Kubernetes(p) => p.metadata.namespace.as_deref(),
+            Self::Rejected(r) => r.namespace.as_deref(),
+        }
+    }
+}
+
+/// What is known of a rejected policy: enough to fail its subjects closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedPolicy {
+    pub kind: PolicyKind,
+    /// `None` for a CCNP.
+    pub namespace: Option<String>,
+    pub name: String,
+    /// One entry per rule that could be read far enough; empty when nothing could be
+    /// read, in which case every endpoint in the policy's scope (its namespace, or the
+    /// cluster for a CCNP) fails closed in both directions.
+    pub subjects: Vec<RejectedSubject>,
+}
+
+/// The subject and directions of one rule of a rejected policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedSubject {
+    /// `None`: the selector itself could not be read; every endpoint in scope.
+    pub selector: Option<LabelSelector>,
+    /// The selector is a `nodeSelector` (host firewall).
+    pub node: bool,
+    pub ingress: bool,
+    pub egress: bool,
+}
+
+/// A whole, loaded configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    pub node: NodeSettings,
+    pub namespaces: Vec<Doc<Namespace>>,
+    pub workloads: Vec<Doc<Workload>>,
+    pub services: Vec<Doc<Service>>,
+    pub cidr_groups: Vec<Doc<CidrGroup>>,
+    pub policies: Vec<Doc<Policy>>,
+    /// The errors of policies that were rejected alone.
+    pub diagnostics: Vec<Diagnostic>,
+}

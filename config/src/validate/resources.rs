@@ -1,0 +1,413 @@
+//! sluice's own kinds (Workload, NodeConfig) and the Kubernetes objects policies refer to
+//! (Service, Namespace, CiliumCIDRGroup).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use sluice_l7::quote::go_quote;
+
+use super::Report;
+use super::cidr::{self, BareIp};
+use super::names::{self, LabelKeys};
+use super::selector::{self, NameRule};
+use crate::diag::FieldPath;
+use crate::model::NodeSettings;
+use crate::types::{CidrGroup, Namespace, NodeConfig, Service, Workload};
+
+/// Cilium's limit on `cluster-name`.
+const CLUSTER_NAME_MAX: usize = 32;
+
+pub(super) fn workload(w: &Workload, report: &mut Report) {
+    let root = FieldPath::root();
+    selector::object_meta(
+        &w.metadata,
+        &root.key("metadata"),
+        "Workload",
+        NameRule::Dns1123Subdomain,
+        report,
+    );
+    let spec = &w.spec;
+    let at = root.key("spec");
+
+    if let Some(sa) = &spec.service_account {
+        if let Err(reason) = names::dns1123_subdomain(sa) {
+            report.add(
+                &at.key("serviceAccount"),
+                format!("invalid service account name {}: {reason}", go_quote(sa)),
+            );
+        }
+    }
+
+    let mut seen_addresses = BTreeSet::new();
+    for (i, a) in spec.addresses.iter().enumerate() {
+        let a_at = at.key("addresses").index(i);
+        match a.parse::<IpAddr>() {
+            Err(_) => report.add(
+                &a_at,
+                format!(
+                    "invalid IP address {}: write one address, without a prefix length",
+                    go_quote(a)
+                ),
+            ),
+            Ok(ip) => {
+                if !seen_addresses.insert(ip) {
+                    report.add(&a_at, format!("duplicate address {ip}"));
+                }
+            }
+        }
+    }
+
+    let mut seen_names = BTreeSet::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        let p_at = at.key("ports").index(i);
+        if p.port == 0 {
+            report.add(
+                &p_at.key("port"),
+                "port must be between 1 and 65535, inclusive",
+            );
+        }
+        if let Some(name) = &p.name {
+            port_name(name, &p_at.key("name"), &mut seen_names, report);
+        }
+        if let Some(proto) = &p.protocol {
+            protocol(proto, &p_at.key("protocol"), report);
+        }
+    }
+
+    if let Some(cgroup) = &spec.cgroup {
+        let c_at = at.key("cgroup");
+        if !cgroup.starts_with('/') {
+            report.add(
+                &c_at,
+                format!("invalid cgroup {}: write the path under the cgroup2 mount, starting with '/', like /system.slice/web.service", go_quote(cgroup)),
+            );
+        } else if cgroup.split('/').all(str::is_empty) {
+            // Attaching to the root cgroup would steer every process on the host.
+            report.add(
+                &c_at,
+                "the root cgroup cannot be enrolled: name the workload's own cgroup",
+            );
+        }
+        if cgroup.split('/').any(|part| part == "..") {
+            report.add(
+                &c_at,
+                format!("invalid cgroup {}: '..' is not allowed", go_quote(cgroup)),
+            );
+        }
+        if cgroup.contains('\0') {
+            report.add(
+                &c_at,
+                format!("invalid cgroup {}: NUL is not allowed", go_quote(cgroup)),
+            );
+        }
+    }
+
+    if let Some(run) = &spec.run {
+        let r_at = at.key("run");
+        match run.command.first() {
+            None => report.add(
+                &r_at.key("command"),
+                "run.command must not be empty: name the program to start",
+            ),
+            Some(program) if program.is_empty() => report.add(
+                &r_at.key("command").index(0),
+                "the program to run must not be empty",
+            ),
+            Some(_) => {}
+        }
+        for name in run.env.iter().flat_map(|env| env.keys()) {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                report.add(
+                    &r_at.key("env").key(name),
+                    format!("invalid environment variable name {}", go_quote(name)),
+                );
+            }
+        }
+    }
+}
+
+pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
+    let root = FieldPath::root();
+    let meta_at = root.key("metadata");
+    // One NodeConfig per configuration: its name is optional, but must be valid if given.
+    if !n.metadata.name.is_empty() {
+        if let Err(reason) = names::dns1123_subdomain(&n.metadata.name) {
+            report.add(
+                &meta_at.key("name"),
+                format!("invalid name {}: {reason}", go_quote(&n.metadata.name)),
+            );
+        }
+    }
+    if let Some(labels) = &n.metadata.labels {
+        selector::label_map(
+            labels,
+            &meta_at.key("labels"),
+            LabelKeys::Kubernetes,
+            report,
+        );
+    }
+    let spec = &n.spec;
+    let at = root.key("spec");
+
+    if let Some(name) = &spec.cluster_name {
+        let reason = if name.len() > CLUSTER_NAME_MAX {
+            Some(format!(
+                "must be no more than {CLUSTER_NAME_MAX} characters"
+            ))
+        } else {
+            names::dns1123_label(name).err()
+        };
+        if let Some(reason) = reason {
+            report.add(
+                &at.key("clusterName"),
+                format!("invalid clusterName {}: {reason}", go_quote(name)),
+            );
+        }
+    }
+    if let Some(td) = &spec.trust_domain {
+        if let Some(message) = trust_domain(td) {
+            report.add(&at.key("trustDomain"), message);
+        }
+    }
+    if let Some(node) = &spec.node_name {
+        if let Err(reason) = names::dns1123_subdomain(node) {
+            report.add(
+                &at.key("nodeName"),
+                format!("invalid nodeName {}: {reason}", go_quote(node)),
+            );
+        }
+    }
+    if let Some(mode) = &spec.policy_enforcement {
+        if !matches!(mode.as_str(), "default" | "always" | "never") {
+            report.add(
+                &at.key("policyEnforcement"),
+                format!(
+                    "unsupported policyEnforcement {}: supported values: \"default\", \"always\", \"never\"",
+                    go_quote(mode)
+                ),
+            );
+        }
+    }
+    if let Some(proxy) = &spec.proxy {
+        let p_at = at.key("proxy");
+        for (key, value) in [("port", proxy.port), ("dnsPort", proxy.dns_port)] {
+            if value == Some(0) {
+                report.add(
+                    &p_at.key(key),
+                    format!("{key} must be between 1 and 65535, inclusive"),
+                );
+            }
+        }
+        // Compared with defaults applied: `dnsPort: 15001` collides with the default `port`.
+        let port = proxy.port.unwrap_or(NodeSettings::DEFAULT_PROXY_PORT);
+        let dns_port = proxy
+            .dns_port
+            .unwrap_or(NodeSettings::DEFAULT_DNS_PROXY_PORT);
+        if port == dns_port && port != 0 {
+            let key = if proxy.dns_port.is_some() {
+                "dnsPort"
+            } else {
+                "port"
+            };
+            report.add(
+                &p_at.key(key),
+                format!("port and dnsPort must differ (both are {port})"),
+            );
+        }
+        if let Some(socket) = &proxy.admin_socket {
+            if !socket.starts_with('/') {
+                report.add(
+                    &p_at.key("adminSocket"),
+                    format!(
+                        "adminSocket must be an absolute path, like {}",
+                        NodeSettings::DEFAULT_ADMIN_SOCKET
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A SPIFFE trust domain name (SPIFFE ID spec §2.1): lowercase letters, digits, `.`, `-`, `_`.
+fn trust_domain(td: &str) -> Option<String> {
+    if td.is_empty() {
+        return Some("trustDomain must not be empty".to_owned());
+    }
+    if let Some(rest) = td.strip_prefix("spiffe://") {
+        return Some(format!(
+            "trustDomain is a name, not a SPIFFE ID: write {} instead of {}",
+            go_quote(rest.trim_end_matches('/')),
+            go_quote(td)
+        ));
+    }
+    let valid = td
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'));
+    (!valid).then(|| {
+        format!(
+            "invalid trustDomain {}: a SPIFFE trust domain consists of lowercase letters, digits, '.', '-' and '_'",
+            go_quote(td)
+        )
+    })
+}
+
+pub(super) fn service(s: &Service, report: &mut Report) {
+    let root = FieldPath::root();
+    selector::object_meta(
+        &s.metadata,
+        &root.key("metadata"),
+        "Service",
+        NameRule::Dns1035Label,
+        report,
+    );
+    let spec = &s.spec;
+    let at = root.key("spec");
+
+    if let Some(t) = &spec.service_type {
+        if !matches!(
+            t.as_str(),
+            "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+        ) {
+            report.add(
+                &at.key("type"),
+                format!(
+                    "unsupported service type {}: supported values: \"ClusterIP\", \"NodePort\", \"LoadBalancer\", \"ExternalName\"",
+                    go_quote(t)
+                ),
+            );
+        }
+    }
+    if let Some(sel) = &spec.selector {
+        selector::label_map(sel, &at.key("selector"), LabelKeys::Kubernetes, report);
+    }
+    if let Some(ip) = &spec.cluster_ip {
+        cluster_ip(ip, &at.key("clusterIP"), report);
+    }
+    for (i, ip) in spec.cluster_ips.iter().flatten().enumerate() {
+        cluster_ip(ip, &at.key("clusterIPs").index(i), report);
+    }
+
+    let ports = spec.ports.as_deref().unwrap_or_default();
+    let mut seen_names = BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let p_at = at.key("ports").index(i);
+        if p.port == 0 {
+            report.add(
+                &p_at.key("port"),
+                "port must be between 1 and 65535, inclusive",
+            );
+        }
+        match p.name.as_deref().filter(|n| !n.is_empty()) {
+            None if ports.len() > 1 => report.add(
+                &p_at,
+                "name is required when a service has more than one port",
+            ),
+            None => {}
+            Some(name) => {
+                if let Err(reason) = names::dns1123_label(name) {
+                    report.add(
+                        &p_at.key("name"),
+                        format!("invalid port name {}: {reason}", go_quote(name)),
+                    );
+                } else if !seen_names.insert(name) {
+                    report.add(
+                        &p_at.key("name"),
+                        format!("duplicate port name {}", go_quote(name)),
+                    );
+                }
+            }
+        }
+        if let Some(proto) = &p.protocol {
+            protocol(proto, &p_at.key("protocol"), report);
+        }
+        if let Some(target) = &p.target_port {
+            let t_at = p_at.key("targetPort");
+            if !target.is_empty() && target.bytes().all(|b| b.is_ascii_digit()) {
+                if !target
+                    .parse::<u32>()
+                    .is_ok_and(|n| (1..=65535).contains(&n))
+                {
+                    report.add(&t_at, "targetPort must be between 1 and 65535, inclusive");
+                }
+            } else if !names::is_port_name(target, false) {
+                report.add(
+                    &t_at,
+                    format!(
+                        "invalid targetPort {}: {}",
+                        go_quote(target),
+                        names::PORT_NAME_RULES
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn cluster_ip(ip: &str, at: &FieldPath, report: &mut Report) {
+    // "" lets Kubernetes allocate; "None" makes a headless service.
+    if !ip.is_empty() && ip != "None" && ip.parse::<IpAddr>().is_err() {
+        report.add(
+            at,
+            format!(
+                "invalid cluster IP {}: must be an IP address or \"None\"",
+                go_quote(ip)
+            ),
+        );
+    }
+}
+
+pub(super) fn namespace(n: &Namespace, report: &mut Report) {
+    selector::object_meta(
+        &n.metadata,
+        &FieldPath::root().key("metadata"),
+        "Namespace",
+        NameRule::Dns1123Label,
+        report,
+    );
+}
+
+pub(super) fn cidr_group(c: &CidrGroup, report: &mut Report) {
+    let root = FieldPath::root();
+    selector::object_meta(
+        &c.metadata,
+        &root.key("metadata"),
+        "CiliumCIDRGroup",
+        NameRule::Dns1123Subdomain,
+        report,
+    );
+    for (i, text) in c.spec.external_cidrs.iter().enumerate() {
+        if let Err(e) = cidr::parse(text, BareIp::Rejected) {
+            report.add(
+                &root.key("spec").key("externalCIDRs").index(i),
+                format!("invalid CIDR {}: {}", go_quote(text), e.reason()),
+            );
+        }
+    }
+}
+
+fn port_name<'a>(name: &'a str, at: &FieldPath, seen: &mut BTreeSet<&'a str>, report: &mut Report) {
+    if !names::is_port_name(name, false) {
+        report.add(
+            at,
+            format!(
+                "invalid port name {}: {}",
+                go_quote(name),
+                names::PORT_NAME_RULES
+            ),
+        );
+    } else if !seen.insert(name) {
+        report.add(at, format!("duplicate port name {}", go_quote(name)));
+    }
+}
+
+fn protocol(proto: &str, at: &FieldPath, report: &mut Report) {
+    if !matches!(proto, "TCP" | "UDP" | "SCTP") {
+        report.add(
+            at,
+            format!(
+                "unsupported protocol {}: supported values: \"TCP\", \"UDP\", \"SCTP\"",
+                go_quote(proto)
+            ),
+        );
+    }
+}

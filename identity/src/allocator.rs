@@ -1,0 +1,130 @@
+//! Deterministic identity allocation.
+//!
+//! Identities must be stable across reloads of the same configuration (verdicts in the
+//! kernel and flows on screen are keyed by them), and should move as little as possible
+//! when unrelated workloads come and go. Each label set gets a home slot from a hash of
+//! its labels (FNV-1a: fixed, not seeded per process); collisions probe linearly, and
+//! label sets are placed in sorted order so the outcome never depends on file order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::identity::Identity;
+use crate::labels::LabelSet;
+
+/// The identity range allocations are made in (inclusive).
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityRange {
+    pub first: u32,
+    pub last: u32,
+}
+
+impl IdentityRange {
+    /// Cluster-local pod identities (cluster id 0): 256..=65535.
+    pub const CLUSTER_LOCAL: Self = Self {
+        first: Identity::FIRST_CLUSTER_LOCAL,
+        last: Identity::LAST_CLUSTER_LOCAL,
+    };
+    /// Node-local identities (CIDR, FQDN): bit 24 set, first is 16777217.
+    pub const NODE_LOCAL: Self = Self {
+        first: Identity::LOCAL_SCOPE_BIT + 1,
+        last: Identity::LOCAL_SCOPE_BIT + 0x00ff_ffff,
+    };
+
+    fn size(self) -> u64 {
+        u64::from(self.last - self.first) + 1
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("identity range {first}..={last} exhausted: {wanted} label sets do not fit")]
+pub struct RangeExhausted {
+    pub first: u32,
+    pub last: u32,
+    pub wanted: usize,
+}
+
+/// Allocates one identity per distinct label set.
+pub fn allocate(
+    label_sets: impl IntoIterator<Item = LabelSet>,
+    range: IdentityRange,
+) -> Result<BTreeMap<LabelSet, Identity>, RangeExhausted> {
+    let sets: BTreeSet<LabelSet> = label_sets.into_iter().collect();
+    if sets.len() as u64 > range.size() {
+        return Err(RangeExhausted {
+            first: range.first,
+            last: range.last,
+            wanted: sets.len(),
+        });
+    }
+    let mut taken = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for set in sets {
+        let mut slot = fnv1a(&set) % range.size();
+        // Terminates: there are fewer sets than slots (checked above).
+        while taken.contains(&slot) {
+            slot = (slot + 1) % range.size();
+        }
+        taken.insert(slot);
+        // `slot < range.size() <= 2^24`, so the sum fits in u32.
+        let id = range.first + u32::try_from(slot).unwrap_or(0);
+        out.insert(set, Identity(id));
+    }
+    Ok(out)
+}
+
+fn fnv1a(set: &LabelSet) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for label in set.iter() {
+        for byte in label.to_string().bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Label;
+
+    fn set(labels: &[&str]) -> LabelSet {
+        labels.iter().map(|l| Label::parse(l)).collect()
+    }
+
+    #[test]
+    fn stable_and_independent_of_order() {
+        let a = set(&["k8s:app=a"]);
+        let b = set(&["k8s:app=b"]);
+        let c = set(&["k8s:app=c"]);
+        let first = allocate([a.clone(), b.clone(), c.clone()], IdentityRange::CLUSTER_LOCAL).unwrap();
+        let second = allocate([c.clone(), a.clone(), b.clone()], IdentityRange::CLUSTER_LOCAL).unwrap();
+        assert_eq!(first, second);
+        // Removing one set leaves the others where they were (no collisions here).
+        let third = allocate([a.clone(), c.clone()], IdentityRange::CLUSTER_LOCAL).unwrap();
+        assert_eq!(third[&a], first[&a]);
+        assert_eq!(third[&c], first[&c]);
+        for id in first.values() {
+            assert!((256..=65_535).contains(&id.0));
+        }
+    }
+
+    #[test]
+    fn collisions_probe_and_exhaustion_is_an_error() {
+        let tiny = IdentityRange { first: 300, last: 301 };
+        let got = allocate([set(&["a=1"]), set(&["a=2"])], tiny).unwrap();
+        let ids: BTreeSet<_> = got.values().collect();
+        assert_eq!(ids.len(), 2);
+        assert!(allocate([set(&["a=1"]), set(&["a=2"]), set(&["a=3"])], tiny).is_err());
+    }
+
+    #[test]
+    fn node_local_identities_have_bit_24() {
+        let got = allocate([set(&["cidr:10.0.0.0/8"])], IdentityRange::NODE_LOCAL).unwrap();
+        let id = got.values().next().unwrap();
+        assert!(id.is_local_scope());
+        assert!(id.0 >= 16_777_217);
+    }
+}

@@ -1,0 +1,299 @@
+//! Every identity a verdict can be about: the configuration's endpoints, the reserved
+//! identities and the CIDR identities its policies name, with the ipcache that maps
+//! addresses to them.
+//!
+//! The set is closed: any address maps to one of these identities (world when nothing
+//! else claims it), which is what lets policy be resolved ahead of time into per-peer
+//! tables instead of evaluating selectors per connection.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use sluice_config::Config;
+
+use crate::allocator::{IdentityRange, RangeExhausted, allocate};
+use crate::identity::{Identity, reserved_labels};
+use crate::labels::{Label, LabelSet, meta};
+use crate::ipcache::IpCache;
+use crate::ports::{NamedPort, Protocol};
+
+/// What kind of thing an identity stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityKind {
+    Reserved,
+    /// Pods (workloads) with these labels.
+    Endpoint,
+    /// Addresses in this prefix that nothing more specific claims.
+    Cidr(IpNet),
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityInfo {
+    pub id: Identity,
+    pub labels: LabelSet,
+    pub kind: IdentityKind,
+}
+
+/// A workload (or the host) that policy is enforced for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `None` for the host endpoint.
+    pub namespace: Option<String>,
+    pub name: String,
+    pub identity: Identity,
+    pub addresses: Vec<IpAddr>,
+    pub ports: Vec<NamedPort>,
+}
+
+impl Endpoint {
+    pub fn is_host(&self) -> bool {
+        self.namespace.is_none()
+    }
+
+    /// `namespace/name`, or `host`.
+    pub fn display_name(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{ns}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UniverseError {
+    #[error("workload {workload}: address {address:?} is not an IP address")]
+    BadAddress { workload: String, address: String },
+    #[error(transparent)]
+    Exhausted(#[from] RangeExhausted),
+}
+
+#[derive(Debug, Clone)]
+pub struct Universe {
+    pub cluster_name: String,
+    identities: BTreeMap<Identity, IdentityInfo>,
+    endpoints: Vec<Endpoint>,
+    ipcache: IpCache,
+    named_ports: HashMap<Identity, Vec<NamedPort>>,
+    by_labels: HashMap<LabelSet, Identity>,
+}
+
+/// Name of the host endpoint.
+pub const HOST_ENDPOINT: &str = "host";
+
+impl Universe {
+    /// Builds the universe of a configuration. `cidrs` are the prefixes the policies
+    /// name (each gets a CIDR identity); `extra` are label sets of hypothetical
+    /// endpoints (used by `policy trace --from <labels>`).
+    pub fn build(
+        config: &Config,
+        cidrs: &BTreeSet<IpNet>,
+        extra: &[LabelSet],
+    ) -> Result<Self, UniverseError> {
+        let cluster = config.node.cluster_name.clone();
+        let ns_labels: HashMap<&str, &BTreeMap<String, String>> = config
+            .namespaces
+            .iter()
+            .filter_map(|d| {
+                d.resource
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .map(|l| (d.resource.metadata.name.as_str(), l))
+            })
+            .collect();
+
+        struct Pending {
+            namespace: String,
+            name: String,
+            labels: LabelSet,
+            addresses: Vec<IpAddr>,
+            ports: Vec<NamedPort>,
+        }
+        let mut pending = Vec::new();
+        for doc in &config.workloads {
+            let w = &doc.resource;
+            let namespace = w.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let mut labels = LabelSet::new();
+            for (k, v) in w.metadata.labels.iter().flatten() {
+                labels.insert(Label::k8s(k.clone(), v.clone()));
+            }
+            labels.insert(Label::k8s(meta::NAMESPACE, namespace.clone()));
+            labels.insert(Label::k8s(
+                meta::SERVICE_ACCOUNT,
+                w.spec.service_account.clone().unwrap_or_else(|| "default".into()),
+            ));
+            labels.insert(Label::k8s(meta::CLUSTER, cluster.clone()));
+            if let Some(nsl) = ns_labels.get(namespace.as_str()) {
+                for (k, v) in nsl.iter() {
+                    labels.insert(Label::k8s(format!("{}{k}", meta::NAMESPACE_LABELS_PREFIX), v.clone()));
+                }
+            }
+            let mut addresses = Vec::new();
+            for a in &w.spec.addresses {
+                let ip: IpAddr = a.parse().map_err(|_| UniverseError::BadAddress {
+                    workload: format!("{namespace}/{}", w.metadata.name),
+                    address: a.clone(),
+                })?;
+                addresses.push(ip);
+            }
+            let ports = w
+                .spec
+                .ports
+                .iter()
+                .filter_map(|p| {
+                    Some(NamedPort {
+                        name: p.name.clone()?.to_ascii_lowercase(),
+                        port: p.port,
+                        protocol: Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))?,
+                    })
+                })
+                .collect();
+            pending.push(Pending {
+                namespace,
+                name: w.metadata.name.clone(),
+                labels,
+                addresses,
+                ports,
+            });
+        }
+
+        let endpoint_ids = allocate(
+            pending.iter().map(|p| p.labels.clone()).chain(extra.iter().cloned()),
+            IdentityRange::CLUSTER_LOCAL,
+        )?;
+        let cidr_label_sets: Vec<(IpNet, LabelSet)> = cidrs
+            .iter()
+            .map(|net| (*net, cidr_labels(*net)))
+            .collect();
+        let cidr_ids = allocate(
+            cidr_label_sets.iter().map(|(_, l)| l.clone()),
+            IdentityRange::NODE_LOCAL,
+        )?;
+
+        let mut universe = Self {
+            cluster_name: cluster,
+            identities: BTreeMap::new(),
+            endpoints: Vec::new(),
+            ipcache: IpCache::new(),
+            named_ports: HashMap::new(),
+            by_labels: HashMap::new(),
+        };
+        for (id, _) in Identity::RESERVED {
+            let mut labels: LabelSet = reserved_labels(id).into_iter().collect();
+            if id == Identity::HOST {
+                // The host endpoint carries the node's labels, for `nodeSelector`.
+                for (k, v) in &config.node.node_labels {
+                    labels.insert(Label::k8s(k.clone(), v.clone()));
+                }
+            }
+            universe.add_identity(IdentityInfo {
+                id,
+                labels,
+                kind: IdentityKind::Reserved,
+            });
+        }
+        for (labels, id) in &endpoint_ids {
+            universe.add_identity(IdentityInfo {
+                id: *id,
+                labels: labels.clone(),
+                kind: IdentityKind::Endpoint,
+            });
+        }
+        for (net, labels) in cidr_label_sets {
+            if let Some(id) = cidr_ids.get(&labels) {
+                universe.add_identity(IdentityInfo {
+                    id: *id,
+                    labels,
+                    kind: IdentityKind::Cidr(net),
+                });
+                universe.ipcache.insert(net, *id);
+            }
+        }
+        universe.endpoints.push(Endpoint {
+            namespace: None,
+            name: HOST_ENDPOINT.into(),
+            identity: Identity::HOST,
+            addresses: Vec::new(),
+            ports: Vec::new(),
+        });
+        for p in pending {
+            let Some(id) = endpoint_ids.get(&p.labels).copied() else {
+                continue;
+            };
+            for a in &p.addresses {
+                universe.ipcache.insert(IpNet::from(*a), id);
+            }
+            universe.named_ports.entry(id).or_default().extend(p.ports.iter().cloned());
+            universe.endpoints.push(Endpoint {
+                namespace: Some(p.namespace),
+                name: p.name,
+                identity: id,
+                addresses: p.addresses,
+                ports: p.ports,
+            });
+        }
+        for ports in universe.named_ports.values_mut() {
+            ports.sort();
+            ports.dedup();
+        }
+        Ok(universe)
+    }
+
+    fn add_identity(&mut self, info: IdentityInfo) {
+        self.by_labels.insert(info.labels.clone(), info.id);
+        self.identities.insert(info.id, info);
+    }
+
+    pub fn identities(&self) -> impl Iterator<Item = &IdentityInfo> {
+        self.identities.values()
+    }
+
+    pub fn identity(&self, id: Identity) -> Option<&IdentityInfo> {
+        self.identities.get(&id)
+    }
+
+    pub fn identity_by_labels(&self, labels: &LabelSet) -> Option<Identity> {
+        self.by_labels.get(labels).copied()
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    pub fn endpoint(&self, namespace: &str, name: &str) -> Option<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|e| e.namespace.as_deref() == Some(namespace) && e.name == name)
+    }
+
+    /// The endpoints that carry an identity.
+    pub fn endpoints_of(&self, id: Identity) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.iter().filter(move |e| e.identity == id)
+    }
+
+    pub fn ipcache(&self) -> &IpCache {
+        &self.ipcache
+    }
+
+    /// Named ports of every endpoint carrying `id` (a union: Cilium resolves a named
+    /// port against all endpoints of the destination identity).
+    pub fn named_ports(&self, id: Identity) -> &[NamedPort] {
+        self.named_ports.get(&id).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A CIDR identity's labels: `cidr:<prefix>` and the world label of its family, so that
+/// the `world` entity selects it (as Cilium's CIDR identities are).
+fn cidr_labels(net: IpNet) -> LabelSet {
+    let world = match net {
+        IpNet::V4(_) => "world-ipv4",
+        IpNet::V6(_) => "world-ipv6",
+    };
+    [
+        Label::new(crate::labels::LabelSource::Cidr, net.to_string(), ""),
+        Label::reserved(world),
+    ]
+    .into_iter()
+    .collect()
+}

@@ -1,0 +1,39 @@
+//! Command-line interface.
+
+mod policy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// sluice: a node-shared L7 proxy and mTLS mesh node enforcing Cilium policy.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check and explain policy offline.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+/// Runs a command. `Ok` carries the exit code of a command that ran (e.g. 1 for an
+/// invalid configuration); `Err` is a failure to run at all.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+    }
+}
+
+/// Output format shared by commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Short human text.
+    Text,
+    /// One JSON document (a stable schema, see docs/cli.md).
+    Json,
+}
