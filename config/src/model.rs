@@ -45,6 +45,8 @@ pub struct NodeSettings {
     pub node_name: Option<String>,
     pub enforcement: EnforcementMode,
     pub audit_mode: bool,
+    /// The local host may reach every local workload (Cilium's `allow-localhost`).
+    pub allow_localhost: bool,
     pub proxy_port: u16,
     pub dns_proxy_port: u16,
     pub admin_socket: PathBuf,
@@ -68,6 +70,7 @@ impl Default for NodeSettings {
             node_name: None,
             enforcement: EnforcementMode::Default,
             audit_mode: false,
+            allow_localhost: true,
             proxy_port: Self::DEFAULT_PROXY_PORT,
             dns_proxy_port: Self::DEFAULT_DNS_PROXY_PORT,
             admin_socket: PathBuf::from(Self::DEFAULT_ADMIN_SOCKET),

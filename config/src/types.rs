@@ -180,7 +180,9 @@ pub struct ServiceSelector {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FqdnSelector {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub match_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub match_pattern: Option<String>,
 }
 
@@ -222,6 +224,7 @@ pub struct TlsContext {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretRef {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub name: String,
 }
@@ -242,20 +245,28 @@ pub struct L7Rules {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub header_matches: Option<Vec<HeaderMatch>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderMatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mismatch: Option<String>,
     #[serde(default)]
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
 
@@ -263,11 +274,16 @@ pub struct HeaderMatch {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KafkaRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(rename = "clientID")]
     pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
 }
 
@@ -516,6 +532,9 @@ pub struct NodeConfigSpec {
     pub policy_enforcement: Option<String>,
     /// Cilium's `policy-audit-mode`.
     pub policy_audit_mode: Option<bool>,
+    /// Cilium's `allow-localhost`: `always` (default) lets the local host reach every
+    /// local workload whatever its ingress policy; `policy` subjects it to policy.
+    pub allow_localhost: Option<String>,
     pub proxy: Option<ProxyPorts>,
     /// Labels of this node, for `nodeSelector` (host firewall) rules.
     pub node_labels: Option<BTreeMap<String, String>>,

@@ -17,19 +17,57 @@ const MUTATIONS_PER_SEED: usize = 600;
 
 /// Fragments that steer YAML parsers into their corners.
 const TOKENS: &[&str] = &[
-    ":", ": ", "- ", "-", "[", "]", "{", "}", ",", "&a ", "*a", "!!str ", "!!int ", "!x ",
-    "? ", "|\n", ">-\n", "\"", "'", "\\", "#", "\t", "\n", "\n---\n", "...", "%YAML 1.2\n",
-    "<<: ", "~", "0x", "0o7", ".inf", "\u{feff}", "é", "\r\n", "  ", "null", "true",
+    ":",
+    ": ",
+    "- ",
+    "-",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!!int ",
+    "!x ",
+    "? ",
+    "|\n",
+    ">-\n",
+    "\"",
+    "'",
+    "\\",
+    "#",
+    "\t",
+    "\n",
+    "\n---\n",
+    "...",
+    "%YAML 1.2\n",
+    "<<: ",
+    "~",
+    "0x",
+    "0o7",
+    ".inf",
+    "\u{feff}",
+    "é",
+    "\r\n",
+    "  ",
+    "null",
+    "true",
 ];
 
 fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/config_yaml");
     let mut seeds: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
         .filter(|path| path.is_file())
         .map(|path| {
-            let bytes = fs::read(&path).unwrap();
+            let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             (path, bytes)
         })
         .collect();
@@ -50,7 +88,11 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -136,5 +178,8 @@ fn mutated_seeds_never_panic() {
     }
     // Mutations that all fail at the parser would test little past it.
     let total = mutations * seeds.len();
-    assert!(loaded * 10 > total, "only {loaded} of {total} mutations loaded");
+    assert!(
+        loaded * 10 > total,
+        "only {loaded} of {total} mutations loaded"
+    );
 }

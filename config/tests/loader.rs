@@ -85,7 +85,13 @@ spec:
     let workloads: Vec<_> = config
         .workloads
         .iter()
-        .map(|d| (d.resource.metadata.name.as_str(), d.source.line, d.source.document))
+        .map(|d| {
+            (
+                d.resource.metadata.name.as_str(),
+                d.source.line,
+                d.source.document,
+            )
+        })
         .collect();
     // web starts on line 8 (after the Namespace's 6 lines and a `---`); the comment-only
     // document is number 2.
@@ -99,7 +105,11 @@ spec:
     assert_eq!(
         policies,
         [
-            (PolicyKind::CiliumNetworkPolicy, "api-read-only", Some("shop")),
+            (
+                PolicyKind::CiliumNetworkPolicy,
+                "api-read-only",
+                Some("shop")
+            ),
             (PolicyKind::NetworkPolicy, "web-ingress", Some("shop")),
             (PolicyKind::CiliumClusterwideNetworkPolicy, "dns", None),
         ]
@@ -128,8 +138,11 @@ fn a_directory_is_read_recursively_in_name_order_skipping_hidden_and_foreign_fil
     };
     dir.write("b.yaml", workload("from-b", "10.0.0.1"));
     dir.write("a/z.yml", workload("from-a-z", "10.0.0.2"));
-    dir.write("a/b/c.json", r#"{"apiVersion": "sluice.io/v1alpha1", "kind": "Workload",
-        "metadata": {"name": "from-a-b-c"}, "spec": {"addresses": ["10.0.0.3"]}}"#);
+    dir.write(
+        "a/b/c.json",
+        r#"{"apiVersion": "sluice.io/v1alpha1", "kind": "Workload",
+        "metadata": {"name": "from-a-b-c"}, "spec": {"addresses": ["10.0.0.3"]}}"#,
+    );
     dir.write("a.yaml", workload("from-a", "10.0.0.4"));
     // None of these is read: each would fail the load.
     dir.write(".hidden.yaml", "not: [valid");
@@ -145,7 +158,10 @@ fn a_directory_is_read_recursively_in_name_order_skipping_hidden_and_foreign_fil
         .collect();
     // Entries sort by name within each directory: `a` < `a.yaml` < `b.yaml`.
     assert_eq!(names, ["from-a-b-c", "from-a-z", "from-a", "from-b"]);
-    assert_eq!(config.workloads[0].source.file, dir.path().join("a/b/c.json"));
+    assert_eq!(
+        config.workloads[0].source.file,
+        dir.path().join("a/b/c.json")
+    );
 }
 
 #[test]
@@ -166,7 +182,10 @@ fn a_missing_path_is_an_io_error_naming_it() {
     assert!(matches!(error, LoadError::Io { ref path, .. } if *path == missing));
     assert_eq!(
         error.to_string(),
-        format!("cannot read {}: No such file or directory (os error 2)", missing.display())
+        format!(
+            "cannot read {}: No such file or directory (os error 2)",
+            missing.display()
+        )
     );
     assert!(error.diagnostics().is_empty());
 }
@@ -176,7 +195,10 @@ fn no_paths_and_empty_directories_give_the_defaults() {
     let dir = TempDir::new();
     let none: &[&str] = &[];
     assert_eq!(load(none).unwrap(), sluice_config::Config::default());
-    assert_eq!(load(&[dir.path()]).unwrap(), sluice_config::Config::default());
+    assert_eq!(
+        load(&[dir.path()]).unwrap(),
+        sluice_config::Config::default()
+    );
 }
 
 #[test]
@@ -242,8 +264,14 @@ fn document_shape_errors_name_the_field() {
             "apiVersion: v1\nkind:\n  name: Namespace\n",
             "x.yaml:3:3: kind: expected a string, found a mapping",
         ),
-        ("- a\n- b\n", "x.yaml:1:1: (document): expected a mapping with apiVersion and kind, found a list"),
-        ("hello\n", "x.yaml:1:1: (document): expected a mapping with apiVersion and kind, found a string"),
+        (
+            "- a\n- b\n",
+            "x.yaml:1:1: (document): expected a mapping with apiVersion and kind, found a list",
+        ),
+        (
+            "hello\n",
+            "x.yaml:1:1: (document): expected a mapping with apiVersion and kind, found a string",
+        ),
     ];
     for (text, expected) in cases {
         assert_eq!(load_err("x.yaml", text), [*expected], "{text}");
@@ -256,15 +284,23 @@ fn a_policy_with_an_unknown_field_is_rejected_alone() {
     let bad = CNP_API_READ_ONLY
         .replace("api-read-only", "api-typo")
         .replace("      rules:", "      rulez:");
-    let text = stream(&[NAMESPACE_SHOP, WORKLOAD_WEB, WORKLOAD_API, &bad, CNP_API_READ_ONLY]);
+    let text = stream(&[
+        NAMESPACE_SHOP,
+        WORKLOAD_WEB,
+        WORKLOAD_API,
+        &bad,
+        CNP_API_READ_ONLY,
+    ]);
     let config = load_ok("policies.yaml", &text);
 
     assert_eq!(config.workloads.len(), 2);
     // The typo is on line 18 of the CNP, which starts on line 33.
     assert_eq!(
         rejections(&config),
-        ["policies.yaml:50:7: spec.ingress[0].toPorts[0].rulez: unknown field \"rulez\"; \
-          expected one of: ports, rules, terminatingTLS, originatingTLS, serverNames, listener"]
+        [
+            "policies.yaml:50:7: spec.ingress[0].toPorts[0].rulez: unknown field \"rulez\"; \
+          expected one of: ports, rules, terminatingTLS, originatingTLS, serverNames, listener"
+        ]
     );
     assert_eq!(
         rejected(&config, "api-typo"),
@@ -300,8 +336,10 @@ specs:
     let config = load_ok("ccnp.yaml", text);
     assert_eq!(
         rejections(&config),
-        ["ccnp.yaml:7:35: specs[1].endpointSelector.matchLabels: expected a mapping, found the \
-          integer 42"]
+        [
+            "ccnp.yaml:7:35: specs[1].endpointSelector.matchLabels: expected a mapping, found the \
+          integer 42"
+        ]
     );
     let r = rejected(&config, "host");
     assert_eq!(r.namespace, None);
@@ -345,8 +383,10 @@ spec:
     let config = load_ok("np.yaml", text);
     assert_eq!(
         rejections(&config),
-        ["np.yaml:8:39: spec.egress[0].to[0].ipBlock.exept: unknown field \"exept\"; expected \
-          one of: cidr, except"]
+        [
+            "np.yaml:8:39: spec.egress[0].to[0].ipBlock.exept: unknown field \"exept\"; expected \
+          one of: cidr, except"
+        ]
     );
     let r = rejected(&config, "np");
     assert_eq!(r.namespace.as_deref(), Some("default"));
@@ -437,15 +477,20 @@ fn duplicate_keys_fail_the_file() {
     );
     assert_eq!(
         load_err("dup.yaml", &text),
-        ["dup.yaml:10:3: spec.endpointSelector: duplicate key \"endpointSelector\" (first defined \
-          at line 8)"]
+        [
+            "dup.yaml:10:3: spec.endpointSelector: duplicate key \"endpointSelector\" (first defined \
+          at line 8)"
+        ]
     );
 }
 
 #[test]
 fn duplicate_names_fail_the_load_for_resources_and_reject_the_second_policy() {
     let dir = TempDir::new();
-    dir.write("a.yaml", stream(&[NAMESPACE_SHOP, WORKLOAD_WEB, CNP_API_READ_ONLY]));
+    dir.write(
+        "a.yaml",
+        stream(&[NAMESPACE_SHOP, WORKLOAD_WEB, CNP_API_READ_ONLY]),
+    );
     let web_again = WORKLOAD_WEB.replace("10.200.1.2", "10.200.1.9");
     dir.write("b.yaml", stream(&[CNP_API_READ_ONLY, &web_again]));
     let error = load(&[dir.path()]).unwrap_err();
@@ -526,10 +571,20 @@ kind: NodeConfig
 metadata: {name: node, namespace: shop}
 ";
     let config = load_ok("ns.yaml", text);
-    let namespaces: Vec<_> = config.policies.iter().map(|p| p.resource.namespace()).collect();
+    let namespaces: Vec<_> = config
+        .policies
+        .iter()
+        .map(|p| p.resource.namespace())
+        .collect();
     assert_eq!(namespaces, [Some("default"), Some("default"), None]);
-    assert_eq!(config.services[0].resource.metadata.namespace.as_deref(), Some("default"));
-    assert_eq!(config.workloads[0].resource.metadata.namespace.as_deref(), Some("default"));
+    assert_eq!(
+        config.services[0].resource.metadata.namespace.as_deref(),
+        Some("default")
+    );
+    assert_eq!(
+        config.workloads[0].resource.metadata.namespace.as_deref(),
+        Some("default")
+    );
     assert_eq!(config.namespaces[0].resource.metadata.namespace, None);
     assert_eq!(config.cidr_groups[0].resource.metadata.namespace, None);
 }
@@ -556,7 +611,10 @@ fn a_missing_name_is_an_error() {
     let policy = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n\
                   spec: {endpointSelector: {}, ingress: [{}]}\n";
     let config = load_ok("p.yaml", policy);
-    assert_eq!(rejections(&config), ["p.yaml:1:1: metadata.name: a name is required"]);
+    assert_eq!(
+        rejections(&config),
+        ["p.yaml:1:1: metadata.name: a name is required"]
+    );
 }
 
 #[test]
@@ -582,7 +640,10 @@ spec:
 
     let errors = load_err("node.yaml", &text.replace("always", "sometimes"));
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].starts_with("node.yaml:6:22: spec.policyEnforcement: "), "{errors:?}");
+    assert!(
+        errors[0].starts_with("node.yaml:6:22: spec.policyEnforcement: "),
+        "{errors:?}"
+    );
     assert!(errors[0].contains("sometimes"), "{errors:?}");
 }
 
@@ -601,8 +662,10 @@ fn two_workloads_claiming_one_address_fail_naming_both() {
     let thief = WORKLOAD_API.replace("10.200.1.3", "10.200.1.2");
     assert_eq!(
         load_err("w.yaml", &stream(&[WORKLOAD_WEB, &thief])),
-        ["w.yaml:20:15: spec.addresses[0]: address 10.200.1.2 is already claimed by Workload \
-          shop/web at w.yaml:1"]
+        [
+            "w.yaml:20:15: spec.addresses[0]: address 10.200.1.2 is already claimed by Workload \
+          shop/web at w.yaml:1"
+        ]
     );
 }
 
@@ -618,7 +681,7 @@ spec:
   endpointSelector: {matchLabels: {tier: 1}}
   ingress:
   - toPorts:
-    - ports: [{port: 80, endPort: \"90\"}]
+    - ports: [{port: 80, endPort: \"90\", protocol: TCP}]
       rules:
         http: [{headerMatches: [{name: X-Debug, value: true}]}]
   egress:
@@ -642,4 +705,34 @@ spec:
         .as_ref()
         .unwrap()[0];
     assert_eq!(header.value.as_deref(), Some("true"));
+}
+
+#[test]
+fn validation_findings_are_placed_on_the_line_of_their_field() {
+    let text = CNP_API_READ_ONLY.replace(
+        "  - fromEndpoints:\n    - matchLabels:\n        app: web\n",
+        "  - fromEntities:\n    - wrld\n",
+    );
+    let config = load_ok("api.yaml", &text);
+    assert_eq!(
+        rejections(&config),
+        ["api.yaml:12:7: spec.ingress[0].fromEntities[0]: unsupported entity: wrld"]
+    );
+
+    // A finding about something missing lands on the mapping that lacks it.
+    let text = "\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p}
+spec:
+  endpointSelector: {}
+";
+    let config = load_ok("p.yaml", text);
+    assert_eq!(config.diagnostics.len(), 1, "{:?}", config.diagnostics);
+    let d = &config.diagnostics[0];
+    assert_eq!((d.line, d.column), (5, 3), "{d}");
+    assert_eq!(
+        d.message,
+        "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny"
+    );
 }

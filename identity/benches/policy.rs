@@ -40,7 +40,11 @@ fn policies(count: usize) -> String {
     let mut y = String::new();
     for i in 0..count {
         let ns = i % NAMESPACES;
-        let rules = if i % 10 == 0 { ", rules: {http: [{method: GET, path: \"/v1/.*\"}]}" } else { "" };
+        let rules = if i % 10 == 0 {
+            ", rules: {http: [{method: GET, path: \"/v1/.*\"}]}"
+        } else {
+            ""
+        };
         let _ = write!(
             y,
             "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: p{i}, namespace: ns{ns}}}\nspec:\n  endpointSelector: {{matchLabels: {{app: a{}}}}}\n  ingress:\n  - fromEndpoints: [{{matchLabels: {{app: a{}}}}}]\n    toPorts: [{{ports: [{{port: \"{}\", protocol: TCP}}]{rules}}}]\n",
@@ -115,8 +119,27 @@ fn lookup(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("port_table", rules), &rules, |b, _| {
             b.iter(|| table.lookup(black_box(peer), Protocol::Tcp, black_box(port)))
         });
+        group.bench_with_input(BenchmarkId::new("outcome", rules), &rules, |b, _| {
+            b.iter(|| {
+                policy.outcome(
+                    black_box(target),
+                    Direction::Ingress,
+                    black_box(peer),
+                    Protocol::Tcp,
+                    black_box(port),
+                )
+            })
+        });
         group.bench_with_input(BenchmarkId::new("decide", rules), &rules, |b, _| {
-            b.iter(|| policy.decide(black_box(target), Direction::Ingress, black_box(peer), Protocol::Tcp, black_box(port)))
+            b.iter(|| {
+                policy.decide(
+                    black_box(target),
+                    Direction::Ingress,
+                    black_box(peer),
+                    Protocol::Tcp,
+                    black_box(port),
+                )
+            })
         });
     }
     group.finish();

@@ -99,8 +99,16 @@ mod tests {
         let a = set(&["k8s:app=a"]);
         let b = set(&["k8s:app=b"]);
         let c = set(&["k8s:app=c"]);
-        let first = allocate([a.clone(), b.clone(), c.clone()], IdentityRange::CLUSTER_LOCAL).unwrap();
-        let second = allocate([c.clone(), a.clone(), b.clone()], IdentityRange::CLUSTER_LOCAL).unwrap();
+        let first = allocate(
+            [a.clone(), b.clone(), c.clone()],
+            IdentityRange::CLUSTER_LOCAL,
+        )
+        .unwrap();
+        let second = allocate(
+            [c.clone(), a.clone(), b.clone()],
+            IdentityRange::CLUSTER_LOCAL,
+        )
+        .unwrap();
         assert_eq!(first, second);
         // Removing one set leaves the others where they were (no collisions here).
         let third = allocate([a.clone(), c.clone()], IdentityRange::CLUSTER_LOCAL).unwrap();
@@ -113,7 +121,10 @@ mod tests {
 
     #[test]
     fn collisions_probe_and_exhaustion_is_an_error() {
-        let tiny = IdentityRange { first: 300, last: 301 };
+        let tiny = IdentityRange {
+            first: 300,
+            last: 301,
+        };
         let got = allocate([set(&["a=1"]), set(&["a=2"])], tiny).unwrap();
         let ids: BTreeSet<_> = got.values().collect();
         assert_eq!(ids.len(), 2);

@@ -107,10 +107,7 @@ impl Entity {
     ];
 
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(e, _)| *e)
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(e, _)| *e)
     }
 
     /// The selectors an entity stands for (an identity matching any of them is
@@ -120,12 +117,19 @@ impl Entity {
     pub fn selectors(self, cluster_name: &str) -> Vec<Selector> {
         let reserved = |name: &str| {
             let mut s = Selector::all();
-            s.push(Requirement::exists(LabelKey::new(LabelSource::Reserved, name)));
+            s.push(Requirement::exists(LabelKey::new(
+                LabelSource::Reserved,
+                name,
+            )));
             s
         };
         match self {
             Self::All => vec![Selector::all()],
-            Self::World => vec![reserved("world"), reserved("world-ipv4"), reserved("world-ipv6")],
+            Self::World => vec![
+                reserved("world"),
+                reserved("world-ipv4"),
+                reserved("world-ipv6"),
+            ],
             Self::WorldIpv4 => vec![reserved("world-ipv4")],
             Self::WorldIpv6 => vec![reserved("world-ipv6")],
             Self::Host => vec![reserved("host")],
@@ -138,9 +142,20 @@ impl Entity {
             Self::None => Vec::new(),
             Self::Cluster => {
                 let mut pods = Selector::all();
-                pods.push(Requirement::equals(LabelKey::new(LabelSource::K8s, meta::CLUSTER), cluster_name));
+                pods.push(Requirement::equals(
+                    LabelKey::new(LabelSource::K8s, meta::CLUSTER),
+                    cluster_name,
+                ));
                 let mut all = vec![pods];
-                for name in ["host", "remote-node", "init", "health", "ingress", "unmanaged", "kube-apiserver"] {
+                for name in [
+                    "host",
+                    "remote-node",
+                    "init",
+                    "health",
+                    "ingress",
+                    "unmanaged",
+                    "kube-apiserver",
+                ] {
                     all.push(reserved(name));
                 }
                 all
@@ -149,9 +164,20 @@ impl Entity {
             // cluster plus the in-cluster reserved identities.
             Self::ClusterMesh => {
                 let mut pods = Selector::all();
-                pods.push(Requirement::exists(LabelKey::new(LabelSource::K8s, meta::CLUSTER)));
+                pods.push(Requirement::exists(LabelKey::new(
+                    LabelSource::K8s,
+                    meta::CLUSTER,
+                )));
                 let mut all = vec![pods];
-                for name in ["host", "remote-node", "init", "health", "ingress", "unmanaged", "kube-apiserver"] {
+                for name in [
+                    "host",
+                    "remote-node",
+                    "init",
+                    "health",
+                    "ingress",
+                    "unmanaged",
+                    "kube-apiserver",
+                ] {
                     all.push(reserved(name));
                 }
                 all

@@ -102,6 +102,9 @@ mod tests {
     fn host_bits_are_ignored_on_insert() {
         let mut cache = IpCache::new();
         cache.insert(net("10.1.2.3/8"), Identity(16_777_217));
-        assert_eq!(cache.lookup("10.9.9.9".parse().unwrap()).0, Identity(16_777_217));
+        assert_eq!(
+            cache.lookup("10.9.9.9".parse().unwrap()).0,
+            Identity(16_777_217)
+        );
     }
 }

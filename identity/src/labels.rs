@@ -219,7 +219,10 @@ mod tests {
             ("reserved:host", "reserved:host"),
             ("cidr:10.0.0.0/8", "cidr:10.0.0.0/8"),
             ("cidr:2001:db8::/32", "cidr:2001:db8::/32"),
-            ("io.cilium.k8s.policy.cluster=default", "k8s:io.cilium.k8s.policy.cluster=default"),
+            (
+                "io.cilium.k8s.policy.cluster=default",
+                "k8s:io.cilium.k8s.policy.cluster=default",
+            ),
             ("weird:app=x", "k8s:weird:app=x"),
         ];
         for (input, printed) in cases {
@@ -229,9 +232,12 @@ mod tests {
 
     #[test]
     fn any_source_selects_every_source() {
-        let set: LabelSet = [Label::k8s("app", "web"), Label::new(LabelSource::Container, "tier", "1")]
-            .into_iter()
-            .collect();
+        let set: LabelSet = [
+            Label::k8s("app", "web"),
+            Label::new(LabelSource::Container, "tier", "1"),
+        ]
+        .into_iter()
+        .collect();
         assert!(set.has_key(&LabelKey::parse_selector_key("app")));
         assert!(set.has_key(&LabelKey::parse_selector_key("k8s:app")));
         assert!(!set.has_key(&LabelKey::parse_selector_key("container:app")));

@@ -85,7 +85,10 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub const ALL: Self = Self { lo: 0, hi: u16::MAX };
+    pub const ALL: Self = Self {
+        lo: 0,
+        hi: u16::MAX,
+    };
 
     pub fn single(port: u16) -> Self {
         Self { lo: port, hi: port }

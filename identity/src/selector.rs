@@ -6,7 +6,7 @@ use std::fmt;
 
 use sluice_config::types::LabelSelector;
 
-use crate::labels::{LabelKey, LabelSet};
+use crate::labels::{LabelKey, LabelSet, LabelSource};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Operator {
@@ -66,7 +66,10 @@ impl Selector {
     pub fn from_config(selector: &LabelSelector) -> Self {
         let mut requirements = Vec::new();
         for (key, value) in selector.match_labels.iter().flatten() {
-            requirements.push(Requirement::equals(LabelKey::parse_selector_key(key), value));
+            requirements.push(Requirement::equals(
+                LabelKey::parse_selector_key(key),
+                value,
+            ));
         }
         for expr in selector.match_expressions.iter().flatten() {
             let key = LabelKey::parse_selector_key(&expr.key);
@@ -86,7 +89,9 @@ impl Selector {
     }
 
     /// Builds a selector over a map of labels, e.g. a Service's `spec.selector`.
-    pub fn from_match_labels<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
+    pub fn from_match_labels<'a>(
+        labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Self {
         let mut selector = Self {
             requirements: labels
                 .into_iter()
@@ -115,6 +120,22 @@ impl Selector {
         self.requirements.is_empty()
     }
 
+    /// The single value a selector requires for `key` (`key=value` or `key in
+    /// (value)`), if it has such a requirement: lets callers index selectors, e.g. by
+    /// namespace, instead of testing every one.
+    pub fn required_value(&self, key: &str) -> Option<&str> {
+        self.requirements.iter().find_map(|r| match &r.op {
+            Operator::In(values)
+                if r.key.key == key
+                    && matches!(r.key.source, LabelSource::K8s | LabelSource::Any)
+                    && values.len() == 1 =>
+            {
+                values.iter().next().map(String::as_str)
+            }
+            _ => None,
+        })
+    }
+
     /// Whether a requirement names this key (any source counts).
     pub fn mentions_key(&self, key: &str) -> bool {
         self.requirements.iter().any(|r| r.key.key == key)
@@ -122,14 +143,16 @@ impl Selector {
 
     /// Whether a requirement names a key starting with `prefix`.
     pub fn mentions_key_prefix(&self, prefix: &str) -> bool {
-        self.requirements.iter().any(|r| r.key.key.starts_with(prefix))
+        self.requirements
+            .iter()
+            .any(|r| r.key.key.starts_with(prefix))
     }
 
     /// Whether a requirement is on a `reserved:` label.
     pub fn mentions_reserved(&self) -> bool {
         self.requirements
             .iter()
-            .any(|r| r.key.source == crate::labels::LabelSource::Reserved)
+            .any(|r| r.key.source == LabelSource::Reserved)
     }
 
     pub fn matches(&self, labels: &LabelSet) -> bool {
@@ -147,9 +170,12 @@ impl fmt::Display for Selector {
                 f.write_str(",")?;
             }
             match &r.op {
-                Operator::In(v) if v.len() == 1 => {
-                    write!(f, "{}={}", r.key, v.iter().next().map_or("", String::as_str))?
-                }
+                Operator::In(v) if v.len() == 1 => write!(
+                    f,
+                    "{}={}",
+                    r.key,
+                    v.iter().next().map_or("", String::as_str)
+                )?,
                 Operator::In(v) => write!(f, "{} in ({})", r.key, join(v))?,
                 Operator::NotIn(v) => write!(f, "{} notin ({})", r.key, join(v))?,
                 Operator::Exists => write!(f, "{}", r.key)?,
@@ -161,7 +187,11 @@ impl fmt::Display for Selector {
 }
 
 fn join(values: &BTreeSet<String>) -> String {
-    values.iter().map(String::as_str).collect::<Vec<_>>().join(",")
+    values
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -192,38 +222,100 @@ mod tests {
     #[test]
     fn kubernetes_selector_semantics() {
         // Kubernetes apimachinery labels.Selector semantics, with Cilium's sources.
-        let pod = labels(&["k8s:app=web", "k8s:tier=front", "k8s:io.kubernetes.pod.namespace=shop"]);
+        let pod = labels(&[
+            "k8s:app=web",
+            "k8s:tier=front",
+            "k8s:io.kubernetes.pod.namespace=shop",
+        ]);
         let cases: Vec<(&str, LabelSelector, bool)> = vec![
             ("empty selects all", LabelSelector::default(), true),
             (
                 "matchLabels any source",
-                LabelSelector { match_labels: Some(BTreeMap::from([("app".into(), "web".into())])), ..Default::default() },
+                LabelSelector {
+                    match_labels: Some(BTreeMap::from([("app".into(), "web".into())])),
+                    ..Default::default()
+                },
                 true,
             ),
             (
                 "matchLabels wrong value",
-                LabelSelector { match_labels: Some(BTreeMap::from([("app".into(), "db".into())])), ..Default::default() },
+                LabelSelector {
+                    match_labels: Some(BTreeMap::from([("app".into(), "db".into())])),
+                    ..Default::default()
+                },
                 false,
             ),
             (
                 "explicit k8s source",
-                LabelSelector { match_labels: Some(BTreeMap::from([("k8s:app".into(), "web".into())])), ..Default::default() },
+                LabelSelector {
+                    match_labels: Some(BTreeMap::from([("k8s:app".into(), "web".into())])),
+                    ..Default::default()
+                },
                 true,
             ),
             (
                 "other source does not match",
-                LabelSelector { match_labels: Some(BTreeMap::from([("container:app".into(), "web".into())])), ..Default::default() },
+                LabelSelector {
+                    match_labels: Some(BTreeMap::from([("container:app".into(), "web".into())])),
+                    ..Default::default()
+                },
                 false,
             ),
-            ("In", LabelSelector { match_expressions: Some(vec![expr("tier", "In", &["front", "back"])]), ..Default::default() }, true),
-            ("NotIn present", LabelSelector { match_expressions: Some(vec![expr("tier", "NotIn", &["front"])]), ..Default::default() }, false),
-            ("NotIn absent key", LabelSelector { match_expressions: Some(vec![expr("env", "NotIn", &["prod"])]), ..Default::default() }, true),
-            ("Exists", LabelSelector { match_expressions: Some(vec![expr("tier", "Exists", &[])]), ..Default::default() }, true),
-            ("DoesNotExist", LabelSelector { match_expressions: Some(vec![expr("tier", "DoesNotExist", &[])]), ..Default::default() }, false),
-            ("unknown operator fails closed", LabelSelector { match_expressions: Some(vec![expr("tier", "Like", &["front"])]), ..Default::default() }, false),
+            (
+                "In",
+                LabelSelector {
+                    match_expressions: Some(vec![expr("tier", "In", &["front", "back"])]),
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                "NotIn present",
+                LabelSelector {
+                    match_expressions: Some(vec![expr("tier", "NotIn", &["front"])]),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                "NotIn absent key",
+                LabelSelector {
+                    match_expressions: Some(vec![expr("env", "NotIn", &["prod"])]),
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                "Exists",
+                LabelSelector {
+                    match_expressions: Some(vec![expr("tier", "Exists", &[])]),
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                "DoesNotExist",
+                LabelSelector {
+                    match_expressions: Some(vec![expr("tier", "DoesNotExist", &[])]),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                "unknown operator fails closed",
+                LabelSelector {
+                    match_expressions: Some(vec![expr("tier", "Like", &["front"])]),
+                    ..Default::default()
+                },
+                false,
+            ),
         ];
         for (name, selector, expected) in cases {
-            assert_eq!(Selector::from_config(&selector).matches(&pod), expected, "{name}");
+            assert_eq!(
+                Selector::from_config(&selector).matches(&pod),
+                expected,
+                "{name}"
+            );
         }
     }
 }

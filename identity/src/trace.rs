@@ -10,7 +10,8 @@ use sluice_config::Config;
 use crate::identity::{Entity, Identity};
 use crate::labels::{Label, LabelSet, LabelSource, meta};
 use crate::policy::{
-    AuthMode, CompileError, CompiledPolicy, Decision, Direction, DropReason, L7Policy, PolicyRef, Verdict,
+    AuthMode, CompileError, CompiledPolicy, Decision, Direction, DropReason, L7Policy, PolicyRef,
+    Verdict,
 };
 use crate::ports::Protocol;
 use crate::universe::{Endpoint, IdentityKind};
@@ -36,7 +37,9 @@ pub enum TraceError {
     BadParty(String),
     #[error("no workload {namespace}/{name} in the configuration")]
     NoSuchWorkload { namespace: String, name: String },
-    #[error("entity {0:?} does not stand for a single identity; name an address or a workload instead")]
+    #[error(
+        "entity {0:?} does not stand for a single identity; name an address or a workload instead"
+    )]
     AmbiguousEntity(String),
     #[error(transparent)]
     Compile(#[from] CompileError),
@@ -53,7 +56,12 @@ impl PartySpec {
             return Ok(Self::Prefix(net.trunc()));
         }
         if s.contains('=') || s.contains(':') {
-            let labels: Vec<Label> = s.split(',').map(str::trim).filter(|l| !l.is_empty()).map(Label::parse).collect();
+            let labels: Vec<Label> = s
+                .split(',')
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(Label::parse)
+                .collect();
             if labels.is_empty() {
                 return Err(TraceError::BadParty(s.into()));
             }
@@ -63,10 +71,12 @@ impl PartySpec {
             return Ok(Self::Entity(s.into()));
         }
         match s.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(Self::Workload {
-                namespace: ns.into(),
-                name: name.into(),
-            }),
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(Self::Workload {
+                    namespace: ns.into(),
+                    name: name.into(),
+                })
+            }
             _ => Err(TraceError::BadParty(s.into())),
         }
     }
@@ -161,17 +171,36 @@ pub fn trace(config: &Config, query: &TraceQuery) -> Result<TraceResult, TraceEr
 
     let egress = from.endpoint.then(|| DirectionTrace {
         direction: Direction::Egress,
-        endpoint: from.name.clone().unwrap_or_else(|| from.identity.to_string()),
-        decision: policy.decide(from.identity, Direction::Egress, to.identity, query.protocol, query.port),
+        endpoint: from
+            .name
+            .clone()
+            .unwrap_or_else(|| from.identity.to_string()),
+        decision: policy.decide(
+            from.identity,
+            Direction::Egress,
+            to.identity,
+            query.protocol,
+            query.port,
+        ),
     });
     let ingress = to.endpoint.then(|| DirectionTrace {
         direction: Direction::Ingress,
         endpoint: to.name.clone().unwrap_or_else(|| to.identity.to_string()),
-        decision: policy.decide(to.identity, Direction::Ingress, from.identity, query.protocol, query.port),
+        decision: policy.decide(
+            to.identity,
+            Direction::Ingress,
+            from.identity,
+            query.protocol,
+            query.port,
+        ),
     });
 
     // The packet leaves the source first: an egress drop is the one reported.
-    let decisions: Vec<&Decision> = egress.iter().chain(ingress.iter()).map(|d| &d.decision).collect();
+    let decisions: Vec<&Decision> = egress
+        .iter()
+        .chain(ingress.iter())
+        .map(|d| &d.decision)
+        .collect();
     let denied = decisions.iter().find(|d| d.verdict == Verdict::Denied);
     let audited = decisions.iter().find(|d| d.verdict == Verdict::Audit);
     let auth_mode = decisions
@@ -244,16 +273,27 @@ fn complete_labels(config: &Config, labels: &[Label]) -> LabelSet {
         if !labels.iter().any(|l| l.key.key == meta::CLUSTER) {
             set.insert(Label::k8s(meta::CLUSTER, config.node.cluster_name.clone()));
         }
-        if let Some(doc) = config.namespaces.iter().find(|d| d.resource.metadata.name == ns) {
+        if let Some(doc) = config
+            .namespaces
+            .iter()
+            .find(|d| d.resource.metadata.name == ns)
+        {
             for (k, v) in doc.resource.metadata.labels.iter().flatten() {
-                set.insert(Label::k8s(format!("{}{k}", meta::NAMESPACE_LABELS_PREFIX), v.clone()));
+                set.insert(Label::k8s(
+                    format!("{}{k}", meta::NAMESPACE_LABELS_PREFIX),
+                    v.clone(),
+                ));
             }
         }
     }
     set
 }
 
-fn resolve(config: &Config, policy: &CompiledPolicy, spec: &PartySpec) -> Result<Party, TraceError> {
+fn resolve(
+    config: &Config,
+    policy: &CompiledPolicy,
+    spec: &PartySpec,
+) -> Result<Party, TraceError> {
     let universe = policy.universe();
     let party = |id: Identity, name: Option<String>, endpoint: bool| Party {
         identity: id,
@@ -279,10 +319,13 @@ fn resolve(config: &Config, policy: &CompiledPolicy, spec: &PartySpec) -> Result
     };
     Ok(match spec {
         PartySpec::Workload { namespace, name } => {
-            let ep = universe.endpoint(namespace, name).ok_or_else(|| TraceError::NoSuchWorkload {
-                namespace: namespace.clone(),
-                name: name.clone(),
-            })?;
+            let ep =
+                universe
+                    .endpoint(namespace, name)
+                    .ok_or_else(|| TraceError::NoSuchWorkload {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    })?;
             party(ep.identity, Some(ep.display_name()), true)
         }
         PartySpec::Address(ip) => by_identity(universe.ipcache().lookup(*ip).0),
@@ -312,8 +355,12 @@ fn resolve(config: &Config, policy: &CompiledPolicy, spec: &PartySpec) -> Result
         }
         PartySpec::Labels(labels) => {
             let set = complete_labels(config, labels);
-            let id = universe.identity_by_labels(&set).unwrap_or(Identity::UNKNOWN);
-            let is_pod = set.iter().any(|l| l.key.source == LabelSource::K8s && l.key.key == meta::NAMESPACE);
+            let id = universe
+                .identity_by_labels(&set)
+                .unwrap_or(Identity::UNKNOWN);
+            let is_pod = set
+                .iter()
+                .any(|l| l.key.source == LabelSource::K8s && l.key.key == meta::NAMESPACE);
             let mut p = party(id, None, is_pod);
             p.labels = set.to_strings();
             p
@@ -323,5 +370,38 @@ fn resolve(config: &Config, policy: &CompiledPolicy, spec: &PartySpec) -> Result
 
 /// Formats the policies that decided, for the human output.
 pub fn policy_list(list: &[std::sync::Arc<PolicyRef>]) -> String {
-    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn party_forms() {
+        // The forms `cilium policy trace` users type, plus sluice's workload names.
+        let cases: Vec<(&str, PartySpec)> = vec![
+            ("production/frontend", PartySpec::Workload { namespace: "production".into(), name: "frontend".into() }),
+            ("203.0.113.7", PartySpec::Address("203.0.113.7".parse().unwrap())),
+            ("2001:db8::1", PartySpec::Address("2001:db8::1".parse().unwrap())),
+            ("10.0.0.0/8", PartySpec::Prefix("10.0.0.0/8".parse().unwrap())),
+            ("10.1.2.3/8", PartySpec::Prefix("10.0.0.0/8".parse().unwrap())),
+            ("world", PartySpec::Entity("world".into())),
+            ("host", PartySpec::Entity("host".into())),
+            (
+                "k8s:app=web, k8s:io.kubernetes.pod.namespace=shop",
+                PartySpec::Labels(vec![Label::k8s("app", "web"), Label::k8s(meta::NAMESPACE, "shop")]),
+            ),
+            ("app=web", PartySpec::Labels(vec![Label::k8s("app", "web")])),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(PartySpec::parse(input).unwrap(), expected, "{input}");
+        }
+        for bad in ["", "frontend", "a/b/c", "/x", "x/", ","] {
+            assert!(PartySpec::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
 }

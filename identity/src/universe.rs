@@ -14,8 +14,8 @@ use sluice_config::Config;
 
 use crate::allocator::{IdentityRange, RangeExhausted, allocate};
 use crate::identity::{Identity, reserved_labels};
-use crate::labels::{Label, LabelSet, meta};
 use crate::ipcache::IpCache;
+use crate::labels::{Label, LabelSet, meta};
 use crate::ports::{NamedPort, Protocol};
 
 /// What kind of thing an identity stands for.
@@ -113,7 +113,11 @@ impl Universe {
         let mut pending = Vec::new();
         for doc in &config.workloads {
             let w = &doc.resource;
-            let namespace = w.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let namespace = w
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
             let mut labels = LabelSet::new();
             for (k, v) in w.metadata.labels.iter().flatten() {
                 labels.insert(Label::k8s(k.clone(), v.clone()));
@@ -121,12 +125,18 @@ impl Universe {
             labels.insert(Label::k8s(meta::NAMESPACE, namespace.clone()));
             labels.insert(Label::k8s(
                 meta::SERVICE_ACCOUNT,
-                w.spec.service_account.clone().unwrap_or_else(|| "default".into()),
+                w.spec
+                    .service_account
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
             ));
             labels.insert(Label::k8s(meta::CLUSTER, cluster.clone()));
             if let Some(nsl) = ns_labels.get(namespace.as_str()) {
                 for (k, v) in nsl.iter() {
-                    labels.insert(Label::k8s(format!("{}{k}", meta::NAMESPACE_LABELS_PREFIX), v.clone()));
+                    labels.insert(Label::k8s(
+                        format!("{}{k}", meta::NAMESPACE_LABELS_PREFIX),
+                        v.clone(),
+                    ));
                 }
             }
             let mut addresses = Vec::new();
@@ -159,13 +169,14 @@ impl Universe {
         }
 
         let endpoint_ids = allocate(
-            pending.iter().map(|p| p.labels.clone()).chain(extra.iter().cloned()),
+            pending
+                .iter()
+                .map(|p| p.labels.clone())
+                .chain(extra.iter().cloned()),
             IdentityRange::CLUSTER_LOCAL,
         )?;
-        let cidr_label_sets: Vec<(IpNet, LabelSet)> = cidrs
-            .iter()
-            .map(|net| (*net, cidr_labels(*net)))
-            .collect();
+        let cidr_label_sets: Vec<(IpNet, LabelSet)> =
+            cidrs.iter().map(|net| (*net, cidr_labels(*net))).collect();
         let cidr_ids = allocate(
             cidr_label_sets.iter().map(|(_, l)| l.clone()),
             IdentityRange::NODE_LOCAL,
@@ -224,7 +235,11 @@ impl Universe {
             for a in &p.addresses {
                 universe.ipcache.insert(IpNet::from(*a), id);
             }
-            universe.named_ports.entry(id).or_default().extend(p.ports.iter().cloned());
+            universe
+                .named_ports
+                .entry(id)
+                .or_default()
+                .extend(p.ports.iter().cloned());
             universe.endpoints.push(Endpoint {
                 namespace: Some(p.namespace),
                 name: p.name,

@@ -1,5 +1,7 @@
 //! The shipped examples (the Cilium playbook's policies) resolve as their READMEs say.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::path::Path;
 
 use sluice_config::load;
@@ -19,9 +21,15 @@ enum Expect {
 use Expect::*;
 
 fn check(example: &str, flows: &[(&str, &str, &str, Expect)]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(example);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(example);
     let config = load(&[&dir]).unwrap_or_else(|e| panic!("{example} does not load: {e}"));
-    assert!(config.diagnostics.is_empty(), "{example}: {:?}", config.diagnostics);
+    assert!(
+        config.diagnostics.is_empty(),
+        "{example}: {:?}",
+        config.diagnostics
+    );
     for (from, to, port, expect) in flows {
         let (p, proto) = port.split_once('/').unwrap_or((port, "TCP"));
         let query = TraceQuery {
@@ -40,7 +48,10 @@ fn check(example: &str, flows: &[(&str, &str, &str, Expect)]) {
             (Verdict::Allowed, _) => Allowed,
             (v, d) => panic!("inconsistent {v:?} {d:?}"),
         };
-        assert_eq!(got, *expect, "examples/{example}: {from} -> {to} {port}\n{r:#?}");
+        assert_eq!(
+            got, *expect,
+            "examples/{example}: {from} -> {to} {port}\n{r:#?}"
+        );
     }
 }
 
@@ -49,14 +60,39 @@ fn quickstart() {
     check(
         "quickstart",
         &[
-            ("production/frontend", "production/backend", "8080/TCP", Allowed),
-            ("production/stranger", "production/backend", "8080/TCP", Denied(133)),
-            ("production/frontend", "production/backend", "9090/TCP", Denied(133)),
+            (
+                "production/frontend",
+                "production/backend",
+                "8080/TCP",
+                Allowed,
+            ),
+            (
+                "production/stranger",
+                "production/backend",
+                "8080/TCP",
+                Denied(133),
+            ),
+            (
+                "production/frontend",
+                "production/backend",
+                "9090/TCP",
+                Denied(133),
+            ),
             ("production/frontend", "kube-system/coredns", "53/UDP", L7),
             ("production/frontend", "kube-system/coredns", "53/TCP", L7),
             ("production/stranger", "kube-system/coredns", "53/UDP", L7),
-            ("production/frontend", "203.0.113.10", "443/TCP", Denied(133)),
-            ("kube-system/coredns", "production/backend", "8080/TCP", Denied(133)),
+            (
+                "production/frontend",
+                "203.0.113.10",
+                "443/TCP",
+                Denied(133),
+            ),
+            (
+                "kube-system/coredns",
+                "production/backend",
+                "8080/TCP",
+                Denied(133),
+            ),
             ("10.200.1.2", "10.200.1.3", "8080/TCP", Allowed),
         ],
     );
@@ -82,10 +118,30 @@ fn fqdn_egress() {
     check(
         "fqdn-egress",
         &[
-            ("billing/billing-worker", "kube-system/coredns", "53/UDP", L7),
-            ("billing/billing-worker", "fqdn:api.stripe.com", "443/TCP", Allowed),
-            ("billing/billing-worker", "fqdn:api.stripe.com", "80/TCP", Denied(133)),
-            ("billing/billing-worker", "203.0.113.10", "443/TCP", Denied(133)),
+            (
+                "billing/billing-worker",
+                "kube-system/coredns",
+                "53/UDP",
+                L7,
+            ),
+            (
+                "billing/billing-worker",
+                "fqdn:api.stripe.com",
+                "443/TCP",
+                Allowed,
+            ),
+            (
+                "billing/billing-worker",
+                "fqdn:api.stripe.com",
+                "80/TCP",
+                Denied(133),
+            ),
+            (
+                "billing/billing-worker",
+                "203.0.113.10",
+                "443/TCP",
+                Denied(133),
+            ),
             ("billing/report-builder", "203.0.113.10", "443/TCP", Allowed),
         ],
     );
@@ -101,9 +157,24 @@ fn tenant_isolation() {
             ("tenant-b/db", "tenant-a/db", "5432/TCP", Denied(133)),
             ("monitoring/prometheus", "tenant-a/web", "9090/TCP", Allowed),
             ("monitoring/prometheus", "tenant-b/db", "9090/TCP", Allowed),
-            ("monitoring/prometheus", "tenant-a/web", "8080/TCP", Denied(133)),
-            ("monitoring/grafana", "tenant-a/web", "9090/TCP", Denied(133)),
-            ("tenant-a/web", "monitoring/grafana", "3000/TCP", Denied(133)),
+            (
+                "monitoring/prometheus",
+                "tenant-a/web",
+                "8080/TCP",
+                Denied(133),
+            ),
+            (
+                "monitoring/grafana",
+                "tenant-a/web",
+                "9090/TCP",
+                Denied(133),
+            ),
+            (
+                "tenant-a/web",
+                "monitoring/grafana",
+                "3000/TCP",
+                Denied(133),
+            ),
         ],
     );
 }
@@ -120,7 +191,12 @@ fn env_isolation() {
             ("staging/web", "production/batch", "8080/TCP", Denied(181)),
             ("production/web", "staging/api", "8080/TCP", Allowed),
             ("production/web", "production/batch", "8080/TCP", Allowed),
-            ("production/batch", "production/api", "8080/TCP", Denied(133)),
+            (
+                "production/batch",
+                "production/api",
+                "8080/TCP",
+                Denied(133),
+            ),
             ("production/api", "production/web", "9090/TCP", Denied(133)),
         ],
     );
@@ -133,7 +209,12 @@ fn mtls_required() {
         &[
             ("shop/checkout", "shop/payments", "8080/TCP", AuthRequired),
             ("shop/metrics-agent", "shop/payments", "9090/TCP", Allowed),
-            ("shop/metrics-agent", "shop/payments", "8080/TCP", Denied(133)),
+            (
+                "shop/metrics-agent",
+                "shop/payments",
+                "8080/TCP",
+                Denied(133),
+            ),
             ("shop/storefront", "shop/payments", "8080/TCP", Denied(133)),
         ],
     );

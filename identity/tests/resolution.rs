@@ -1,10 +1,12 @@
 //! Policy resolution, table-driven: each case is a configuration plus the flows a user
 //! would trace through it, with the verdict Cilium gives. Every case names its source.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use sluice_config::load_str;
 use sluice_identity::policy::L7Kind;
 use sluice_identity::trace::{PartySpec, TraceQuery, trace};
-use sluice_identity::{Protocol, Verdict};
+use sluice_identity::{CompiledPolicy, Direction, Protocol, Verdict};
 
 /// The cluster every case runs in: namespaces `shop` (team=shop) and `other`
 /// (team=other), pods shop/web, shop/api (named port http=8080/TCP), shop/db,
@@ -82,6 +84,9 @@ fn run_with(case: &Case, authenticated: bool) {
             authenticated,
         };
         let r = trace(&config, &query).unwrap();
+        if !from.contains('=') && !to.contains('=') {
+            fast_path_agrees(&config, &r);
+        }
         let got = match (r.verdict, r.drop_reason) {
             (Verdict::Denied, Some(reason)) => Denied(reason.code()),
             (Verdict::Audit, _) => Audit,
@@ -97,6 +102,40 @@ fn run_with(case: &Case, authenticated: bool) {
             "[{}] {}: {from} -> {to} {port}\n{:#?}",
             case.source, case.name, r
         );
+    }
+}
+
+/// The allocation-free per-connection path gives the same answer as the reporting one.
+fn fast_path_agrees(config: &sluice_config::Config, r: &sluice_identity::trace::TraceResult) {
+    let policy = CompiledPolicy::compile(config).unwrap();
+    let sides = [
+        (
+            r.source.endpoint,
+            Direction::Egress,
+            r.source.identity,
+            r.destination.identity,
+        ),
+        (
+            r.destination.endpoint,
+            Direction::Ingress,
+            r.destination.identity,
+            r.source.identity,
+        ),
+    ];
+    for (is_endpoint, dir, ep, peer) in sides {
+        if !is_endpoint {
+            continue;
+        }
+        let d = policy.decide(ep, dir, peer, r.protocol, r.port);
+        let o = policy.outcome(ep, dir, peer, r.protocol, r.port);
+        assert_eq!(o.verdict, d.verdict, "{dir} {d:#?}");
+        assert_eq!(
+            o.drop_reason,
+            d.drop_reason.or(d.audit_drop_reason),
+            "{dir}"
+        );
+        assert_eq!(o.needs_l7, d.l7.is_some(), "{dir}");
+        assert_eq!(o.auth, d.authentication, "{dir}");
     }
 }
 
@@ -218,7 +257,8 @@ spec:
                 ("shop/web", "shop/api", "8080/TCP", Allowed),
                 ("other/client", "shop/api", "8080/TCP", Denied(133)),
                 ("203.0.113.7", "shop/api", "8080/TCP", Denied(133)),
-                ("host", "shop/api", "8080/TCP", Denied(133)),
+                // allow-localhost (spec §6): the local host reaches local pods anyway.
+                ("host", "shop/api", "8080/TCP", Allowed),
             ],
         },
         Case {
@@ -286,7 +326,7 @@ spec:
                 ("other/client", "shop/api", "8080/TCP", Allowed),
                 ("shop/web", "shop/api", "8080/TCP", Allowed),
                 ("203.0.113.7", "shop/api", "8080/TCP", Denied(133)),
-                ("host", "shop/api", "8080/TCP", Denied(133)),
+                ("remote-node", "shop/api", "8080/TCP", Denied(133)),
             ],
         },
         Case {
@@ -639,6 +679,54 @@ spec:
 }
 
 #[test]
+fn spec_6_allow_localhost() {
+    let cases = [
+        Case {
+            source: "spec §6: allow-localhost (default always) lets the local host reach pods; a deny still wins",
+            name: "allow-localhost always",
+            policies: r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: shop}
+specs:
+- endpointSelector: {matchLabels: {app: api}}
+  ingress: [{}]
+- endpointSelector: {matchLabels: {app: db}}
+  ingressDeny: [{fromEntities: [host], toPorts: [{ports: [{port: "5432", protocol: TCP}]}]}]
+"#,
+            flows: &[
+                ("host", "shop/api", "8080/TCP", Allowed),
+                ("host", "shop/api", "53/UDP", Allowed),
+                ("host", "shop/db", "5432/TCP", Denied(181)),
+                ("host", "shop/db", "80/TCP", Allowed),
+                ("shop/web", "shop/api", "8080/TCP", Denied(133)),
+            ],
+        },
+        Case {
+            source: "spec §6: allowLocalhost policy subjects the host to ingress policy",
+            name: "allow-localhost policy",
+            policies: r#"
+apiVersion: sluice.io/v1alpha1
+kind: NodeConfig
+metadata: {name: node}
+spec: {allowLocalhost: policy}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress: [{}]
+"#,
+            flows: &[("host", "shop/api", "8080/TCP", Denied(133))],
+        },
+    ];
+    for c in &cases {
+        run(c);
+    }
+}
+
+#[test]
 fn spec_7_deny_precedence() {
     let cases = [
         Case {
@@ -743,7 +831,12 @@ spec:
             flows: &[
                 ("other/foo", "shop/api", "80/TCP", L7(L7Kind::Http, true)),
                 ("other/foo", "shop/api", "81/TCP", Allowed),
-                ("other/client", "shop/api", "80/TCP", L7(L7Kind::Http, false)),
+                (
+                    "other/client",
+                    "shop/api",
+                    "80/TCP",
+                    L7(L7Kind::Http, false),
+                ),
                 ("other/client", "shop/api", "81/TCP", Denied(133)),
             ],
         },

@@ -1,6 +1,8 @@
 //! `sluice policy validate` and `sluice policy trace`, run as a user runs them: the
 //! built binary as a subprocess, on the shipped examples and on broken files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -27,11 +29,15 @@ fn stderr(o: &Output) -> String {
 }
 
 fn trace_json(config: &str, from: &str, to: &str, port: &str, extra: &[&str]) -> Value {
-    let mut args = vec!["policy", "trace", "--config", config, "--from", from, "--to", to, "--port", port, "-o", "json"];
+    let mut args = vec![
+        "policy", "trace", "--config", config, "--from", from, "--to", to, "--port", port, "-o",
+        "json",
+    ];
     args.extend_from_slice(extra);
     let out = sluice(&args);
     assert!(out.status.success(), "trace failed: {}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)))
+    serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)))
 }
 
 #[test]
@@ -43,13 +49,24 @@ fn every_example_validates() {
         if !dir.is_dir() {
             continue;
         }
-        let rel = dir.strip_prefix(repo()).expect("inside repo").to_string_lossy().into_owned();
+        let rel = dir
+            .strip_prefix(repo())
+            .expect("inside repo")
+            .to_string_lossy()
+            .into_owned();
         let out = sluice(&["policy", "validate", &rel]);
-        assert!(out.status.success(), "{rel} does not validate:\n{}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "{rel} does not validate:\n{}",
+            stderr(&out)
+        );
         assert!(stdout(&out).starts_with("valid: "), "{}", stdout(&out));
         checked += 1;
     }
-    assert!(checked >= 8, "expected the playbook examples, found {checked}");
+    assert!(
+        checked >= 8,
+        "expected the playbook examples, found {checked}"
+    );
 }
 
 #[test]
@@ -66,14 +83,26 @@ fn validate_reports_file_line_field_and_exits_1() {
     let err = stderr(&out);
     let expected_prefix = format!("{}:11:", file.display());
     assert!(err.contains(&expected_prefix), "no file:line in {err}");
-    assert!(err.contains("spec.ingress[0].toPorts[0].rules.http[0].path"), "no field path in {err}");
+    assert!(
+        err.contains("spec.ingress[0].toPorts[0].rules.http[0].path"),
+        "no field path in {err}"
+    );
 
-    let out = sluice(&["policy", "validate", "-o", "json", file.to_str().expect("utf-8 path")]);
+    let out = sluice(&[
+        "policy",
+        "validate",
+        "-o",
+        "json",
+        file.to_str().expect("utf-8 path"),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_str(&stdout(&out)).expect("json");
     assert_eq!(report["valid"], false);
     assert_eq!(report["errors"][0]["line"], 11);
-    assert_eq!(report["errors"][0]["field"], "spec.ingress[0].toPorts[0].rules.http[0].path");
+    assert_eq!(
+        report["errors"][0]["field"],
+        "spec.ingress[0].toPorts[0].rules.http[0].path"
+    );
 }
 
 #[test]
@@ -85,7 +114,13 @@ fn validate_of_a_missing_path_is_an_error() {
 
 #[test]
 fn quickstart_trace_allowed_json() {
-    let r = trace_json("examples/quickstart", "production/frontend", "production/backend", "8080/TCP", &[]);
+    let r = trace_json(
+        "examples/quickstart",
+        "production/frontend",
+        "production/backend",
+        "8080/TCP",
+        &[],
+    );
     assert_eq!(r["apiVersion"], "sluice.io/v1alpha1");
     assert_eq!(r["kind"], "PolicyTrace");
     assert_eq!(r["verdict"], "allowed");
@@ -96,19 +131,32 @@ fn quickstart_trace_allowed_json() {
     assert_eq!(r["ingress"]["verdict"], "allowed");
     let by = |dir: &str| r[dir]["allowed_by"].as_array().cloned().unwrap_or_default();
     assert!(
-        by("ingress").iter().any(|p| p["name"] == "frontend-to-backend"
-            && p["namespace"] == "production"
-            && p["kind"] == "CiliumNetworkPolicy"),
+        by("ingress")
+            .iter()
+            .any(|p| p["name"] == "frontend-to-backend"
+                && p["namespace"] == "production"
+                && p["kind"] == "CiliumNetworkPolicy"),
         "{r:#}"
     );
-    assert!(by("egress").iter().any(|p| p["name"] == "frontend-to-backend"), "{r:#}");
+    assert!(
+        by("egress")
+            .iter()
+            .any(|p| p["name"] == "frontend-to-backend"),
+        "{r:#}"
+    );
     assert_eq!(r["l7_proxy"], false);
     assert_eq!(r["authentication"]["mode"], "disabled");
 }
 
 #[test]
 fn quickstart_trace_denied_by_default_deny() {
-    let r = trace_json("examples/quickstart", "production/stranger", "production/backend", "8080/TCP", &[]);
+    let r = trace_json(
+        "examples/quickstart",
+        "production/stranger",
+        "production/backend",
+        "8080/TCP",
+        &[],
+    );
     assert_eq!(r["verdict"], "denied");
     assert_eq!(r["drop_reason"], 133);
     assert_eq!(r["drop_reason_desc"], "POLICY_DENIED");
@@ -119,41 +167,113 @@ fn quickstart_trace_denied_by_default_deny() {
 
 #[test]
 fn quickstart_trace_by_address_and_dns_through_proxy() {
-    let r = trace_json("examples/quickstart", "10.200.1.2", "10.200.1.3", "8080/TCP", &[]);
+    let r = trace_json(
+        "examples/quickstart",
+        "10.200.1.2",
+        "10.200.1.3",
+        "8080/TCP",
+        &[],
+    );
     assert_eq!(r["verdict"], "allowed");
     assert_eq!(r["source"]["name"], "production/frontend");
 
-    let r = trace_json("examples/quickstart", "production/frontend", "kube-system/coredns", "53/UDP", &[]);
+    let r = trace_json(
+        "examples/quickstart",
+        "production/frontend",
+        "kube-system/coredns",
+        "53/UDP",
+        &[],
+    );
     assert_eq!(r["verdict"], "allowed");
     assert_eq!(r["l7_proxy"], true);
     assert_eq!(r["l7"][0]["kind"], "dns");
     assert_eq!(r["l7"][0]["direction"], "EGRESS");
 
-    let r = trace_json("examples/quickstart", "production/frontend", "203.0.113.7", "443/TCP", &[]);
+    let r = trace_json(
+        "examples/quickstart",
+        "production/frontend",
+        "203.0.113.7",
+        "443/TCP",
+        &[],
+    );
     assert_eq!(r["verdict"], "denied");
-    assert_eq!(r["destination"]["identity"], 9, "an unknown IPv4 address is world-ipv4");
+    assert_eq!(
+        r["destination"]["identity"], 9,
+        "an unknown IPv4 address is world-ipv4"
+    );
     assert_eq!(r["ingress"], Value::Null);
 }
 
 #[test]
 fn trace_text_output_is_short_and_says_why() {
     let out = sluice(&[
-        "policy", "trace", "--config", "examples/quickstart", "--from", "production/stranger", "--to",
-        "production/backend", "--port", "8080/TCP",
+        "policy",
+        "trace",
+        "--config",
+        "examples/quickstart",
+        "--from",
+        "production/stranger",
+        "--to",
+        "production/backend",
+        "--port",
+        "8080/TCP",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("Final verdict: DENIED (133 Policy denied)"), "{text}");
+    assert!(
+        text.contains("Final verdict: DENIED (133 Policy denied)"),
+        "{text}"
+    );
     assert!(text.lines().count() <= 8, "{text}");
 }
 
 #[test]
 fn trace_rejects_bad_arguments_clearly() {
     for (args, needle) in [
-        (vec!["--from", "production/nobody", "--to", "production/backend", "--port", "80"], "no workload production/nobody"),
-        (vec!["--from", "production/frontend", "--to", "production/backend", "--port", "http"], "--port"),
-        (vec!["--from", "production/frontend", "--to", "production/backend", "--port", "80/QUIC"], "protocol"),
-        (vec!["--from", "a/b/c", "--to", "production/backend", "--port", "80"], "--from"),
+        (
+            vec![
+                "--from",
+                "production/nobody",
+                "--to",
+                "production/backend",
+                "--port",
+                "80",
+            ],
+            "no workload production/nobody",
+        ),
+        (
+            vec![
+                "--from",
+                "production/frontend",
+                "--to",
+                "production/backend",
+                "--port",
+                "http",
+            ],
+            "--port",
+        ),
+        (
+            vec![
+                "--from",
+                "production/frontend",
+                "--to",
+                "production/backend",
+                "--port",
+                "80/QUIC",
+            ],
+            "protocol",
+        ),
+        (
+            vec![
+                "--from",
+                "a/b/c",
+                "--to",
+                "production/backend",
+                "--port",
+                "80",
+            ],
+            "--from",
+        ),
     ] {
         let mut full = vec!["policy", "trace", "--config", "examples/quickstart"];
         full.extend(args);

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use tracing::debug;
 
+use super::LoadError;
 use super::kinds::{self, Kind, Unrecognized};
 use super::rejected;
 use super::resources::{AddressKey, Resource, node_settings, scope};
-use super::LoadError;
 use crate::diag::{Diagnostic, FieldPath};
 use crate::model::{Config, Doc, Policy, PolicyKind, RejectedPolicy, Source};
 use crate::types::{CiliumPolicy, NetworkPolicy, NodeConfig, Workload};
@@ -174,7 +174,8 @@ impl Loader {
         };
         let Value::Sequence(items) = &items.value else {
             let found = items.kind_name();
-            return self.fail(ctx.diagnostic(&at("items"), format!("expected a list, found {found}")));
+            return self
+                .fail(ctx.diagnostic(&at("items"), format!("expected a list, found {found}")));
         };
         let base = ctx.base.key("items");
         for (i, item) in items.iter().enumerate() {
@@ -203,7 +204,9 @@ impl Loader {
         };
         let metadata = resource.metadata_mut();
         metadata.namespace = scope(metadata.namespace.as_deref(), namespaced);
-        let mut problems = self.claim_name(ctx, kind, resource.metadata());
+        let metadata = resource.metadata();
+        let mut problems =
+            self.claim_name(ctx, kind, metadata.namespace.as_deref(), &metadata.name);
         problems.extend(
             resource
                 .validate()
@@ -225,19 +228,16 @@ impl Loader {
     /// Reads a policy; one with any error is kept as [`Policy::Rejected`].
     fn add_policy(&mut self, ctx: &DocCtx<'_>, kind: PolicyKind) {
         let (policy, mut problems) = match kind {
-            PolicyKind::NetworkPolicy => typed_policy::<NetworkPolicy>(ctx, kind, Policy::Kubernetes),
+            PolicyKind::NetworkPolicy => {
+                typed_policy::<NetworkPolicy>(ctx, kind, Policy::Kubernetes)
+            }
             _ => typed_policy::<CiliumPolicy>(ctx, kind, Policy::Cilium),
         };
         let (namespace, name) = match &policy {
             Some(p) => (p.namespace().map(str::to_owned), p.name().to_owned()),
             None => raw_identity(ctx.node, kind),
         };
-        let metadata = crate::types::ObjectMeta {
-            name: name.clone(),
-            namespace: namespace.clone(),
-            ..Default::default()
-        };
-        problems.extend(self.claim_name(ctx, kind.as_str(), &metadata));
+        problems.extend(self.claim_name(ctx, kind.as_str(), namespace.as_deref(), &name));
         let policy = match policy {
             Some(policy) if problems.is_empty() => policy,
             _ => {
@@ -281,12 +281,13 @@ impl Loader {
         &mut self,
         ctx: &DocCtx<'_>,
         kind: &'static str,
-        metadata: &crate::types::ObjectMeta,
+        namespace: Option<&str>,
+        name: &str,
     ) -> Vec<Diagnostic> {
-        if metadata.name.is_empty() {
+        if name.is_empty() {
             return vec![ctx.diagnostic(&name_path(), "a name is required")];
         }
-        let key = (kind, metadata.namespace.clone(), metadata.name.clone());
+        let key = (kind, namespace.map(str::to_owned), name.to_owned());
         match self.names.entry(key) {
             Entry::Vacant(slot) => {
                 slot.insert(ctx.source());
@@ -296,7 +297,7 @@ impl Loader {
                 let first = first.get();
                 let message = format!(
                     "duplicate {kind} {}: already defined at {}:{}",
-                    qualified(metadata.namespace.as_deref(), &metadata.name),
+                    qualified(namespace, name),
                     first.file.display(),
                     first.line
                 );

@@ -109,16 +109,16 @@ fn not_utf8(path: &Path, bytes: &[u8], error: std::str::Utf8Error) -> Diagnostic
     let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let line = 1 + valid.iter().filter(|b| **b == b'\n').count();
     // The prefix is valid UTF-8 by definition, so its characters can be counted.
-    let column = 1 + String::from_utf8_lossy(&valid[line_start..]).chars().count();
+    let column = 1 + String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count();
     let byte = bytes.get(error.valid_up_to()).copied().unwrap_or_default();
     Diagnostic {
         file: path.to_path_buf(),
         line,
         column,
         field: FieldPath::root(),
-        message: format!(
-            "file is not valid UTF-8 (byte 0x{byte:02x}); save it as UTF-8 text"
-        ),
+        message: format!("file is not valid UTF-8 (byte 0x{byte:02x}); save it as UTF-8 text"),
     }
 }
 

@@ -85,6 +85,7 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
         node_name: spec.node_name.clone(),
         enforcement,
         audit_mode: spec.policy_audit_mode.unwrap_or(defaults.audit_mode),
+        allow_localhost: spec.allow_localhost.as_deref() != Some("policy"),
         proxy_port: proxy.port.unwrap_or(defaults.proxy_port),
         dns_proxy_port: proxy.dns_port.unwrap_or(defaults.dns_proxy_port),
         admin_socket: proxy

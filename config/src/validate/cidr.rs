@@ -48,10 +48,10 @@ pub(super) fn parse(s: &str, bare: BareIp) -> Result<IpNet, CidrError> {
         return Err(CidrError::Empty);
     }
     let Some((addr, len)) = s.split_once('/') else {
+        let ip: IpAddr = s.parse().map_err(|_| CidrError::BadAddress)?;
         if bare == BareIp::Rejected {
             return Err(CidrError::NoSlash);
         }
-        let ip: IpAddr = s.parse().map_err(|_| CidrError::BadAddress)?;
         return IpNet::new(ip, max_len(ip)).map_err(|_| CidrError::BadPrefixLength);
     };
     let ip: IpAddr = addr.parse().map_err(|_| CidrError::BadAddress)?;
@@ -114,6 +114,7 @@ mod tests {
             ("", BareIp::Allowed, CidrError::Empty),
             ("192.0.2.7", BareIp::Rejected, CidrError::NoSlash),
             ("example.com", BareIp::Allowed, CidrError::BadAddress),
+            ("example.com", BareIp::Rejected, CidrError::BadAddress),
             ("10.0.0.0/33", BareIp::Rejected, CidrError::BadPrefixLength),
             ("10.0.0.0/08", BareIp::Rejected, CidrError::BadPrefixLength),
             ("10.0.0.0/-1", BareIp::Rejected, CidrError::BadPrefixLength),

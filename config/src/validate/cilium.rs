@@ -14,7 +14,8 @@ use super::ports::{self, Direction, Section};
 use super::selector::{self, NameRule};
 use crate::diag::FieldPath;
 use crate::types::{
-    Authentication, CidrRule, CiliumPolicy, EgressRule, IngressRule, Rule, ServiceRef,
+    Authentication, CidrRule, CiliumPolicy, EgressRule, IngressRule, LabelSelector, Rule,
+    ServiceRef,
 };
 
 /// Longest `log.value`, copied into flows' `policy_log` (CRD `MaxLength=32`).
@@ -47,7 +48,6 @@ pub(super) fn policy(p: &CiliumPolicy, report: &mut Report) {
     selector::object_meta(
         &p.metadata,
         &root.key("metadata"),
-        &p.kind,
         NameRule::Dns1123Subdomain,
         report,
     );
@@ -65,12 +65,9 @@ pub(super) fn policy(p: &CiliumPolicy, report: &mut Report) {
 }
 
 fn rule(r: &Rule, at: &FieldPath, clusterwide: bool, report: &mut Report) {
-    let has = |s: Option<usize>| s.is_some_and(|n| n > 0);
-    if !(has(r.ingress.as_ref().map(Vec::len))
-        || has(r.ingress_deny.as_ref().map(Vec::len))
-        || has(r.egress.as_ref().map(Vec::len))
-        || has(r.egress_deny.as_ref().map(Vec::len)))
-    {
+    // Cilium tests len() == 0, so an empty list counts as absent here (unlike for peers,
+    // where the policy engine tells `[]` from absent).
+    if len(&r.ingress) + len(&r.ingress_deny) + len(&r.egress) + len(&r.egress_deny) == 0 {
         report.add(
             at,
             "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny",
@@ -280,11 +277,7 @@ fn egress(r: &EgressRule, at: &FieldPath, section: Section, report: &mut Report)
     authentication(r.authentication.as_ref(), at, section, report);
 }
 
-fn endpoint_selectors(
-    list: Option<&[crate::types::LabelSelector]>,
-    at: &FieldPath,
-    report: &mut Report,
-) {
+fn endpoint_selectors(list: Option<&[LabelSelector]>, at: &FieldPath, report: &mut Report) {
     for (i, sel) in list.unwrap_or_default().iter().enumerate() {
         selector::selector(sel, &at.index(i), LabelKeys::Cilium, report);
     }

@@ -17,7 +17,6 @@ pub(super) fn policy(p: &NetworkPolicy, report: &mut Report) {
     selector::object_meta(
         &p.metadata,
         &root.key("metadata"),
-        "NetworkPolicy",
         NameRule::Dns1123Subdomain,
         report,
     );

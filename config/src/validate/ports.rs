@@ -152,8 +152,17 @@ fn port_rule(pr: &PortRule, at: &FieldPath, section: Section, report: &mut Repor
     let Some(l7) = l7 else {
         return;
     };
-    if l7.dns.is_some() && ports.is_empty() {
-        report.add(at, "port 53 must be specified for DNS rules");
+    if ports.is_empty() {
+        if l7.dns.is_some() {
+            report.add(at, "port 53 must be specified for DNS rules");
+        } else {
+            // Cilium lets this through and ends up with L7 rules on every port; a proxy
+            // cannot parse HTTP or Kafka on ports it does not know.
+            report.add(
+                at,
+                "L7 rules can not be used when a port is 0: list the ports the rules apply to",
+            );
+        }
     }
     if section.direction == Direction::Ingress && has_dns {
         report.add(&rules_at.key("dns"), "DNS rules are not allowed on ingress");

@@ -22,7 +22,6 @@ pub(super) fn workload(w: &Workload, report: &mut Report) {
     selector::object_meta(
         &w.metadata,
         &root.key("metadata"),
-        "Workload",
         NameRule::Dns1123Subdomain,
         report,
     );
@@ -177,12 +176,28 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
             );
         }
     }
+    if let Some(labels) = &spec.node_labels {
+        // Matched by `nodeSelector` rules, whose keys may carry a Cilium source prefix; the
+        // labels themselves are plain.
+        selector::label_map(labels, &at.key("nodeLabels"), LabelKeys::Kubernetes, report);
+    }
     if let Some(mode) = &spec.policy_enforcement {
         if !matches!(mode.as_str(), "default" | "always" | "never") {
             report.add(
                 &at.key("policyEnforcement"),
                 format!(
                     "unsupported policyEnforcement {}: supported values: \"default\", \"always\", \"never\"",
+                    go_quote(mode)
+                ),
+            );
+        }
+    }
+    if let Some(mode) = &spec.allow_localhost {
+        if !matches!(mode.as_str(), "always" | "policy") {
+            report.add(
+                &at.key("allowLocalhost"),
+                format!(
+                    "unsupported allowLocalhost {}: supported values: \"always\", \"policy\"",
                     go_quote(mode)
                 ),
             );
@@ -256,7 +271,6 @@ pub(super) fn service(s: &Service, report: &mut Report) {
     selector::object_meta(
         &s.metadata,
         &root.key("metadata"),
-        "Service",
         NameRule::Dns1035Label,
         report,
     );
@@ -360,7 +374,6 @@ pub(super) fn namespace(n: &Namespace, report: &mut Report) {
     selector::object_meta(
         &n.metadata,
         &FieldPath::root().key("metadata"),
-        "Namespace",
         NameRule::Dns1123Label,
         report,
     );
@@ -371,7 +384,6 @@ pub(super) fn cidr_group(c: &CidrGroup, report: &mut Report) {
     selector::object_meta(
         &c.metadata,
         &root.key("metadata"),
-        "CiliumCIDRGroup",
         NameRule::Dns1123Subdomain,
         report,
     );

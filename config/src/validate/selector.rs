@@ -17,18 +17,11 @@ pub(super) enum NameRule {
 }
 
 /// `metadata`: a name in the kind's form, a namespace that is a DNS label, valid labels.
-pub(super) fn object_meta(
-    meta: &ObjectMeta,
-    at: &FieldPath,
-    kind: &str,
-    rule: NameRule,
-    report: &mut Report,
-) {
-    let name_at = at.key("name");
-    if meta.name.is_empty() {
-        // Cilium: "CiliumNetworkPolicy must have name".
-        report.add(at, format!("{kind} must have name"));
-    } else {
+///
+/// A missing name is the loader's to report (`a name is required`, for every kind that
+/// needs one); repeating it here would print it twice.
+pub(super) fn object_meta(meta: &ObjectMeta, at: &FieldPath, rule: NameRule, report: &mut Report) {
+    if !meta.name.is_empty() {
         let checked = match rule {
             NameRule::Dns1123Subdomain => names::dns1123_subdomain(&meta.name),
             NameRule::Dns1123Label => names::dns1123_label(&meta.name),
@@ -36,7 +29,7 @@ pub(super) fn object_meta(
         };
         if let Err(reason) = checked {
             report.add(
-                &name_at,
+                &at.key("name"),
                 format!("invalid name {}: {reason}", go_quote(&meta.name)),
             );
         }

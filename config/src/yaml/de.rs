@@ -6,13 +6,12 @@
 //! may be quoted (`port: "80"` into a number field), and `null` reads as the field's
 //! empty value (Go's JSON decoder leaves the zero value). Everything else is strict.
 
-use std::fmt;
-
 use serde::de::{self, Deserialize, DeserializeSeed, Visitor};
 
+use super::error::{DeError, Path, quote_short, short};
 use super::scalar::Resolved;
 use super::{Entry, Mark, Node, Scalar, Value};
-use crate::diag::{FieldPath, PathSegment};
+use crate::diag::FieldPath;
 
 /// Reads `node` as a `T`. `base` is the node's own path within its document, so that
 /// errors name the field as the user wrote it.
@@ -22,153 +21,6 @@ pub(crate) fn from_node<'de, T: Deserialize<'de>>(
 ) -> Result<T, DeError> {
     let path = Path::Base(base);
     T::deserialize(NodeDe::new(node, &path))
-}
-
-/// A deserialization failure, located at the deepest node it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DeError {
-    pub message: String,
-    /// Set by the deserializer that saw the error; `None` only while it propagates out
-    /// of a visitor that does not know where it is.
-    pub location: Option<(FieldPath, Mark)>,
-}
-
-impl DeError {
-    fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            location: None,
-        }
-    }
-
-    fn at(mut self, path: &Path<'_>, mark: Mark) -> Self {
-        if self.location.is_none() {
-            self.location = Some((path.to_field_path(), mark));
-        }
-        self
-    }
-}
-
-impl fmt::Display for DeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.location {
-            Some((path, mark)) => write!(f, "{mark}: {path}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
-
-impl std::error::Error for DeError {}
-
-impl de::Error for DeError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self::new(msg.to_string())
-    }
-
-    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::new(format!(
-            "expected {}, found {}",
-            friendly_expected(exp),
-            friendly_unexpected(&unexp)
-        ))
-    }
-
-    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::new(format!(
-            "invalid value: {}, expected {}",
-            friendly_unexpected(&unexp),
-            friendly_expected(exp)
-        ))
-    }
-
-    fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
-        Self::new(format!(
-            "invalid length {len}, expected {}",
-            friendly_expected(exp)
-        ))
-    }
-
-    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        Self::new(format!(
-            "unknown value {variant:?}; expected one of: {}",
-            expected.join(", ")
-        ))
-    }
-
-    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        if expected.is_empty() {
-            return Self::new(format!("unknown field {field:?}; no fields are allowed here"));
-        }
-        Self::new(format!(
-            "unknown field {field:?}; expected one of: {}",
-            expected.join(", ")
-        ))
-    }
-
-    fn missing_field(field: &'static str) -> Self {
-        Self::new(format!("missing field {field:?}"))
-    }
-
-    fn duplicate_field(field: &'static str) -> Self {
-        Self::new(format!("duplicate field {field:?}"))
-    }
-}
-
-/// serde's names for what a visitor wanted, in the user's vocabulary.
-fn friendly_expected(exp: &dyn de::Expected) -> String {
-    let text = exp.to_string();
-    match text.as_str() {
-        "a sequence" => "a list".to_owned(),
-        "a map" => "a mapping".to_owned(),
-        _ if text.starts_with("struct ") => "a mapping".to_owned(),
-        _ => text,
-    }
-}
-
-fn friendly_unexpected(unexp: &de::Unexpected<'_>) -> String {
-    match unexp {
-        de::Unexpected::Seq => "a list".to_owned(),
-        de::Unexpected::Map => "a mapping".to_owned(),
-        de::Unexpected::Unit => "null".to_owned(),
-        de::Unexpected::Str(s) => format!("a string {}", quote_short(s)),
-        de::Unexpected::Unsigned(n) => n.to_string(),
-        de::Unexpected::Signed(n) => n.to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// The path of the node being read, as borrowed links: nothing is allocated unless an
-/// error needs the path.
-#[derive(Clone, Copy)]
-enum Path<'a> {
-    Base(&'a FieldPath),
-    Key(&'a Path<'a>, &'a str),
-    Index(&'a Path<'a>, usize),
-}
-
-impl Path<'_> {
-    fn to_field_path(self) -> FieldPath {
-        let mut tail = Vec::new();
-        let mut link = self;
-        let base = loop {
-            match link {
-                Path::Base(base) => break base,
-                Path::Key(parent, key) => {
-                    tail.push(PathSegment::Key(key.to_owned()));
-                    link = *parent;
-                }
-                Path::Index(parent, index) => {
-                    tail.push(PathSegment::Index(index));
-                    link = *parent;
-                }
-            }
-        };
-        let mut path = base.clone();
-        for segment in tail.into_iter().rev() {
-            path.push(segment);
-        }
-        path
-    }
 }
 
 /// What a deserializer reads: a node, or a mapping key (always a scalar).
@@ -194,19 +46,6 @@ impl NodeRef<'_> {
             },
         }
     }
-}
-
-const MAX_QUOTED: usize = 40;
-
-fn short(text: &str) -> String {
-    match text.char_indices().nth(MAX_QUOTED) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-fn quote_short(text: &str) -> String {
-    format!("{:?}", short(text))
 }
 
 struct NodeDe<'de, 'p> {
@@ -237,8 +76,11 @@ impl<'de, 'p> NodeDe<'de, 'p> {
     }
 
     fn mismatch(&self, expected: &str) -> DeError {
-        DeError::new(format!("expected {expected}, found {}", self.value.describe()))
-            .at(self.path, self.mark)
+        DeError::new(format!(
+            "expected {expected}, found {}",
+            self.value.describe()
+        ))
+        .at(self.path, self.mark)
     }
 
     fn null_scalar(&self) -> bool {
@@ -261,7 +103,11 @@ impl<'de, 'p> NodeDe<'de, 'p> {
         }
     }
 
-    fn visit_sequence<V: Visitor<'de>>(&self, items: &'de [Node], visitor: V) -> Result<V::Value, DeError> {
+    fn visit_sequence<V: Visitor<'de>>(
+        &self,
+        items: &'de [Node],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         let mut access = SeqDe {
             items: items.iter().enumerate(),
             path: self.path,
@@ -430,7 +276,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de, '_> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -513,7 +363,9 @@ impl<'de> de::SeqAccess<'de> for SeqDe<'de, '_> {
         let path = Path::Index(self.path, index);
         let de = NodeDe::new(node, &path);
         let mark = de.mark;
-        seed.deserialize(de).map(Some).map_err(|e| e.at(&path, mark))
+        seed.deserialize(de)
+            .map(Some)
+            .map_err(|e| e.at(&path, mark))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -611,5 +463,160 @@ impl<'de> de::VariantAccess<'de> for EnumDe<'de, '_> {
     ) -> Result<V::Value, DeError> {
         let path = Path::Key(self.path, &self.entry.key.scalar.text);
         de::Deserializer::deserialize_map(NodeDe::new(&self.entry.value, &path), visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::yaml::parse_stream;
+
+    fn read<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
+        let documents = parse_stream(text).map_err(|e| format!("{e:?}"))?;
+        from_node(&documents[0].root, &FieldPath::root()).map_err(|e| e.to_string())
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Sample {
+        #[serde(default)]
+        text: String,
+        port: Option<u16>,
+        count: Option<i64>,
+        flag: Option<bool>,
+        ratio: Option<f64>,
+        #[serde(default)]
+        list: Vec<String>,
+        map: Option<BTreeMap<String, String>>,
+        mode: Option<Mode>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        Fast,
+        Safe { level: u8 },
+    }
+
+    #[test]
+    fn any_plain_scalar_reads_as_a_string() {
+        for (yaml, text) in [
+            ("text: 80", "80"),
+            ("text: true", "true"),
+            ("text: 1.50", "1.50"),
+            ("text: 0x1F", "0x1F"),
+            ("text: ~", ""),
+            ("text:", ""),
+            ("text: 'null'", "null"),
+        ] {
+            let sample: Sample = read(yaml).unwrap();
+            assert_eq!(sample.text, text, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn integers_read_from_plain_and_quoted_decimal_scalars() {
+        let sample: Sample = read("port: \"8080\"\ncount: -16").unwrap();
+        assert_eq!((sample.port, sample.count), (Some(8080), Some(-16)));
+        assert_eq!(read::<Sample>("port: 0x50").unwrap().port, Some(80));
+        assert_eq!(
+            read::<Sample>("port: \"0x50\"").unwrap_err(),
+            "1:7: port: expected an integer, found a string \"0x50\""
+        );
+        assert_eq!(
+            read::<Sample>("port: -1").unwrap_err(),
+            "1:7: port: invalid value: -1, expected an integer from 0 to 65535"
+        );
+        assert_eq!(
+            read::<Sample>("count: 9223372036854775808").unwrap_err(),
+            "1:8: count: invalid value: 9223372036854775808, expected an integer from \
+             -9223372036854775808 to 9223372036854775807"
+        );
+    }
+
+    #[test]
+    fn booleans_and_numbers_are_strict() {
+        assert_eq!(
+            read::<Sample>("flag: yes").unwrap_err(),
+            "1:7: flag: expected true or false, found a string \"yes\""
+        );
+        assert_eq!(
+            read::<Sample>("flag: \"true\"").unwrap_err(),
+            "1:7: flag: expected true or false, found a string \"true\""
+        );
+        assert_eq!(read::<Sample>("ratio: 2").unwrap().ratio, Some(2.0));
+        assert_eq!(read::<Sample>("ratio: .5").unwrap().ratio, Some(0.5));
+    }
+
+    #[test]
+    fn null_is_the_empty_value() {
+        let sample: Sample = read("port: ~\nlist:\nmap: null\nmode:").unwrap();
+        assert_eq!(sample.port, None);
+        assert!(sample.list.is_empty());
+        assert_eq!(sample.map, None);
+        assert_eq!(sample.mode, None);
+    }
+
+    #[test]
+    fn maps_of_strings_take_scalars_and_keep_key_text() {
+        let sample: Sample = read("map: {a: 1, b: true, ~: x, \"c\": 'd'}").unwrap();
+        let map = sample.map.unwrap();
+        assert_eq!(map["a"], "1");
+        assert_eq!(map["b"], "true");
+        assert_eq!(map["~"], "x");
+        assert_eq!(map["c"], "d");
+        assert_eq!(
+            read::<Sample>("map: {a: [1]}").unwrap_err(),
+            "1:10: map.a: expected a string, found a list"
+        );
+    }
+
+    #[test]
+    fn enums_read_from_names_and_single_key_mappings() {
+        assert_eq!(read::<Sample>("mode: fast").unwrap().mode, Some(Mode::Fast));
+        assert_eq!(
+            read::<Sample>("mode: {safe: {level: 3}}").unwrap().mode,
+            Some(Mode::Safe { level: 3 })
+        );
+        assert_eq!(
+            read::<Sample>("mode: slow").unwrap_err(),
+            "1:7: mode: unknown value \"slow\"; expected one of: fast, safe"
+        );
+    }
+
+    #[test]
+    fn errors_are_located_at_the_offending_node() {
+        assert_eq!(
+            read::<Sample>("text: a\nlist:\n  - x\n  - {y: 1}\n").unwrap_err(),
+            "4:5: list[1]: expected a string, found a mapping"
+        );
+        assert_eq!(
+            read::<Sample>("text: a\nlst: []\n").unwrap_err(),
+            "2:1: lst: unknown field \"lst\"; expected one of: text, port, count, flag, ratio, \
+             list, map, mode"
+        );
+        assert_eq!(
+            read::<Sample>("- 1\n").unwrap_err(),
+            "1:1: (document): expected a mapping, found a list"
+        );
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Needs {
+            inner: Inner,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            name: String,
+        }
+        // serde finds a field missing once the mapping is read: it lands on the mapping.
+        assert_eq!(
+            read::<Needs>("inner:\n  other: 1\n").unwrap_err(),
+            "2:3: inner: missing field \"name\""
+        );
     }
 }

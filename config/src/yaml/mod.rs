@@ -7,6 +7,7 @@
 //! validation findings on lines after the typed value exists.
 
 mod de;
+mod error;
 mod parse;
 mod scalar;
 
@@ -14,7 +15,8 @@ use std::fmt;
 
 use crate::diag::{FieldPath, PathSegment};
 
-pub(crate) use de::{DeError, from_node};
+pub(crate) use de::from_node;
+pub(crate) use error::DeError;
 pub(crate) use parse::{MAX_FILE_BYTES, parse_stream, too_large};
 pub(crate) use scalar::Resolved;
 
@@ -134,5 +136,31 @@ impl Node {
             }
         }
         node.mark
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_finds_the_deepest_node_along_a_path() {
+        let docs = parse_stream("spec:\n  ingress:\n  - toPorts:\n    - ports: []\n").unwrap();
+        let root = &docs[0].root;
+        let spec = FieldPath::root().key("spec");
+        let port_rule = spec.key("ingress").index(0).key("toPorts").index(0);
+        let cases = [
+            (FieldPath::root(), (1, 1)),
+            (port_rule.key("ports"), (4, 14)),
+            // Past what exists: the deepest node that does.
+            (port_rule.key("rules").key("http"), (4, 7)),
+            // A sequence at its parent's indentation starts at its first item.
+            (spec.key("ingress").index(5), (3, 5)),
+            (spec.key("egress"), (2, 3)),
+            (spec.index(0), (2, 3)),
+        ];
+        for (path, (line, column)) in cases {
+            assert_eq!(root.locate(&path), Mark { line, column }, "{path}");
+        }
     }
 }

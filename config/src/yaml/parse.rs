@@ -17,9 +17,11 @@ use crate::diag::{FieldPath, PathSegment};
 pub(crate) const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 /// Deepest nesting of lists and mappings. A CNP needs about 12.
 pub(crate) const MAX_DEPTH: usize = 64;
-/// Nodes that aliases may add to one file by copying their anchors. Enough for a
-/// selector reused across many rules; far too little for a "billion laughs" bomb.
-pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
+/// Nodes copied for anchors and aliases in one file: each anchored node is kept aside
+/// for the aliases that may name it, and each alias is a copy. Enough for selectors
+/// reused across many rules; far too little for a "billion laughs" bomb, or for a huge
+/// anchored value copied once per level of a nest of anchors.
+pub(crate) const MAX_COPIED_NODES: usize = 100_000;
 /// Past this many findings in one file, the rest are noise.
 const MAX_ERRORS: usize = 50;
 
@@ -127,7 +129,7 @@ struct Builder {
     stack: Vec<Frame>,
     /// Completed anchored nodes by the parser's anchor id.
     anchors: HashMap<usize, Built>,
-    alias_nodes: usize,
+    copied_nodes: usize,
     documents: Vec<Document>,
     root: Option<Node>,
     document_count: usize,
@@ -222,22 +224,12 @@ impl Builder {
     }
 
     fn alias(&mut self, id: usize, mark: Mark) -> Result<(), ParseError> {
-        let Some(anchored) = self.anchors.get(&id) else {
+        let Some((size, height)) = self.anchors.get(&id).map(|a| (a.size, a.height)) else {
             // The parser resolves names; an id without a finished node is an alias
             // inside the node it names.
             return Err(self.error_here(mark, "an alias cannot refer to a node that contains it"));
         };
-        self.alias_nodes = self.alias_nodes.saturating_add(anchored.size);
-        if self.alias_nodes > MAX_ALIAS_NODES {
-            return Err(self.error_here(
-                mark,
-                format!(
-                    "aliases expand to more than {MAX_ALIAS_NODES} nodes; write the values out \
-                     instead of nesting aliases"
-                ),
-            ));
-        }
-        if self.stack.len() + anchored.height > MAX_DEPTH {
+        if self.stack.len() + height > MAX_DEPTH {
             return Err(self.error_here(
                 mark,
                 format!(
@@ -246,7 +238,16 @@ impl Builder {
                 ),
             ));
         }
-        let mut copy = anchored.clone();
+        // Charged before the copy is made, so that a bomb is refused before it costs.
+        self.charge_copy(
+            size,
+            mark,
+            "aliases expand to more than {MAX_COPIED_NODES} nodes; write the values out instead \
+             of nesting aliases",
+        )?;
+        let Some(mut copy) = self.anchors.get(&id).cloned() else {
+            return Ok(());
+        };
         // Errors about the copy point at the alias the user wrote.
         copy.node.mark = mark;
         self.complete(copy, 0)
@@ -255,6 +256,12 @@ impl Builder {
     /// Attaches a finished node to its parent (or makes it the document's root).
     fn complete(&mut self, built: Built, anchor: usize) -> Result<(), ParseError> {
         if anchor != 0 {
+            self.charge_copy(
+                built.size,
+                built.node.mark,
+                "anchored values hold more than {MAX_COPIED_NODES} nodes in all; anchor only \
+                 small values such as selectors",
+            )?;
             self.anchors.insert(anchor, built.clone());
         }
         let Some(frame) = self.stack.last_mut() else {
@@ -268,28 +275,30 @@ impl Builder {
                 items.push(built.node);
                 None
             }
-            FrameKind::Mapping { entries, next, seen } => {
-                match std::mem::replace(next, NextValue::Key) {
-                    NextValue::ValueOf(key) => {
-                        entries.push(Entry {
-                            key,
-                            value: built.node,
-                        });
+            FrameKind::Mapping {
+                entries,
+                next,
+                seen,
+            } => match std::mem::replace(next, NextValue::Key) {
+                NextValue::ValueOf(key) => {
+                    entries.push(Entry {
+                        key,
+                        value: built.node,
+                    });
+                    None
+                }
+                NextValue::Discarded => None,
+                NextValue::Key => match check_key(built.node, seen) {
+                    Ok(key) => {
+                        *next = NextValue::ValueOf(key);
                         None
                     }
-                    NextValue::Discarded => None,
-                    NextValue::Key => match check_key(built.node, seen) {
-                        Ok(key) => {
-                            *next = NextValue::ValueOf(key);
-                            None
-                        }
-                        Err((mark, field, message)) => {
-                            *next = NextValue::Discarded;
-                            Some((mark, field, message))
-                        }
-                    },
-                }
-            }
+                    Err((mark, field, message)) => {
+                        *next = NextValue::Discarded;
+                        Some((mark, field, message))
+                    }
+                },
+            },
         };
         if let Some((mark, key, message)) = refused {
             // The frame now discards its next value, so the path ends at the mapping.
@@ -305,6 +314,17 @@ impl Builder {
             });
         }
         Ok(())
+    }
+
+    /// Counts `nodes` copies against [`MAX_COPIED_NODES`]; `message` names the limit
+    /// with a `{MAX_COPIED_NODES}` placeholder.
+    fn charge_copy(&mut self, nodes: usize, mark: Mark, message: &str) -> Result<(), ParseError> {
+        self.copied_nodes = self.copied_nodes.saturating_add(nodes);
+        if self.copied_nodes <= MAX_COPIED_NODES {
+            return Ok(());
+        }
+        let message = message.replace("{MAX_COPIED_NODES}", &MAX_COPIED_NODES.to_string());
+        Err(self.error_here(mark, message))
     }
 
     fn scalar_style(
@@ -432,7 +452,10 @@ fn check_key(node: Node, seen: &mut HashMap<String, usize>) -> Result<Key, KeyEr
         return Err((
             node.mark,
             Some(scalar.text.clone()),
-            format!("duplicate key {:?} (first defined at line {first})", scalar.text),
+            format!(
+                "duplicate key {:?} (first defined at line {first})",
+                scalar.text
+            ),
         ));
     }
     seen.insert(scalar.text.clone(), node.mark.line);
@@ -574,11 +597,14 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let prev = format!("*a{}", i - 1);
-            let list = vec![prev.as_str(); 10].join(", ");
+            let list = [prev.as_str(); 10].join(", ");
             text.push_str(&format!("a{i}: &a{i} [{list}]\n"));
         }
         let errors = errors(&text);
-        assert!(errors[0].contains("aliases expand to more than 100000 nodes"), "{errors:?}");
+        assert!(
+            errors[0].contains("aliases expand to more than 100000 nodes"),
+            "{errors:?}"
+        );
     }
 
     #[test]

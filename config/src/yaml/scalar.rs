@@ -174,7 +174,10 @@ mod tests {
             (".", Resolved::Str),
             ("1e", Resolved::Str),
             ("8080/TCP", Resolved::Str),
-            ("99999999999999999999999999999999999999999", Resolved::BigInt),
+            (
+                "99999999999999999999999999999999999999999",
+                Resolved::BigInt,
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(plain(text), *expected, "{text:?}");

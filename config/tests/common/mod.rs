@@ -15,9 +15,10 @@ impl TempDir {
     pub fn new() -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("sluice-config-test-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("sluice-config-test-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
+        create_dir_all(&path);
         Self(path)
     }
 
@@ -28,10 +29,16 @@ impl TempDir {
     /// Writes `contents` at `relative`, creating parent directories.
     pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.0.join(relative);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, contents).unwrap();
+        if let Some(parent) = path.parent() {
+            create_dir_all(parent);
+        }
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         path
     }
+}
+
+fn create_dir_all(path: &Path) {
+    fs::create_dir_all(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
 impl Drop for TempDir {

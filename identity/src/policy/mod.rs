@@ -15,7 +15,9 @@ use std::fmt;
 use serde::Serialize;
 use sluice_config::PolicyKind;
 
-pub use resolve::{CompileError, CompiledPolicy, DirectionPolicy, EndpointPolicy};
+pub use resolve::{
+    CompileError, CompiledPolicy, DirectionPolicy, EndpointPolicy, Outcome, PortLookup,
+};
 pub use table::{L7Kind, L7Policy, L7Rule, PortVerdict};
 pub use verdict::{AuthMode, Decision, DecisionKind, DropReason, Verdict};
 

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use sluice_config::{Config, Diagnostic, EnforcementMode, FieldPath};
 
-use super::rules::{Entry, Peers, PeerSelector, PortSpec, Ports, RejectedRule, Rule, Subject, translate};
+use super::rules::{
+    Entry, PeerSelector, Peers, PortSpec, Ports, RejectedRule, Rule, Subject, translate,
+};
 use super::table::{Contribution, L7Conflict, PortTable, PortVerdict};
 use super::verdict::{AuthMode, Decision, DecisionKind, DropReason, Verdict};
 use super::{Direction, PolicyRef};
 use crate::identity::Identity;
-use crate::labels::LabelSet;
+use crate::labels::{LabelSet, LabelSource, meta};
 use crate::ports::{PortRange, Protocol};
 use crate::universe::{IdentityKind, Universe, UniverseError};
 
@@ -76,7 +78,8 @@ impl CompiledPolicy {
         loop {
             let translation = translate(config, &skip);
             let universe = Universe::build(config, &translation.cidrs, extra)?;
-            let resolver = Resolver::new(config, &universe, &translation.rules, &translation.rejected);
+            let resolver =
+                Resolver::new(config, &universe, &translation.rules, &translation.rejected);
             match resolver.resolve_all() {
                 Ok(endpoints) => {
                     return Ok(Self {
@@ -169,7 +172,7 @@ impl CompiledPolicy {
             return allowed(DecisionKind::NotEnforced);
         };
         let dp = ep.direction(direction);
-        let verdict = dp.lookup(peer, proto, port);
+        let verdict = dp.lookup(peer, proto, port).merged();
         let mut d = allowed(DecisionKind::NotEnforced);
         d.enforced = dp.enforced;
         let deny = |d: &mut Decision, reason: DropReason, kind| {
@@ -191,7 +194,11 @@ impl CompiledPolicy {
             Some(v) if !v.denied_by.is_empty() => {
                 d.denied_by = v.denied_by.clone();
                 d.allowed_by = v.allowed_by.clone();
-                deny(&mut d, DropReason::PolicyDenyList, DecisionKind::DeniedByRule);
+                deny(
+                    &mut d,
+                    DropReason::PolicyDenyList,
+                    DecisionKind::DeniedByRule,
+                );
             }
             Some(v) if !v.allowed_by.is_empty() => {
                 d.kind = DecisionKind::AllowedByRule;
@@ -206,18 +213,143 @@ impl CompiledPolicy {
     }
 }
 
+impl CompiledPolicy {
+    /// The same decision as [`CompiledPolicy::decide`], without the reasons and without
+    /// allocating: the per-connection path.
+    pub fn outcome(
+        &self,
+        endpoint: Identity,
+        direction: Direction,
+        peer: Identity,
+        proto: Protocol,
+        port: u16,
+    ) -> Outcome {
+        let allowed = Outcome {
+            verdict: Verdict::Allowed,
+            drop_reason: None,
+            needs_l7: false,
+            auth: None,
+        };
+        if self.enforcement == EnforcementMode::Never {
+            return allowed;
+        }
+        let Some(ep) = self.endpoints.get(&endpoint) else {
+            return allowed;
+        };
+        let dp = ep.direction(direction);
+        let deny = |reason| Outcome {
+            verdict: if self.audit_mode {
+                Verdict::Audit
+            } else {
+                Verdict::Denied
+            },
+            drop_reason: Some(reason),
+            needs_l7: false,
+            auth: None,
+        };
+        if !dp.fail_closed.is_empty() {
+            return deny(DropReason::PolicyDenied);
+        }
+        let l = dp.lookup(peer, proto, port);
+        if l.denied() {
+            deny(DropReason::PolicyDenyList)
+        } else if l.allowed() {
+            Outcome {
+                needs_l7: l.needs_l7(),
+                auth: l.auth().filter(|a| *a != AuthMode::Disabled),
+                ..allowed
+            }
+        } else if dp.enforced {
+            deny(DropReason::PolicyDenied)
+        } else {
+            allowed
+        }
+    }
+}
+
 impl DirectionPolicy {
-    /// The merged verdict for a peer and port, if any rule covers it.
-    pub fn lookup(&self, peer: Identity, proto: Protocol, port: u16) -> Option<PortVerdict> {
-        let specific = self.by_peer.get(&peer).and_then(|t| t.lookup(proto, port));
-        let any = self.any_peer.lookup(proto, port);
-        PortVerdict::merge(specific, any)
+    /// What the tables hold for a peer and port: one hash lookup and at most two
+    /// binary searches, nothing allocated.
+    pub fn lookup(&self, peer: Identity, proto: Protocol, port: u16) -> PortLookup<'_> {
+        PortLookup {
+            specific: self.by_peer.get(&peer).and_then(|t| t.lookup(proto, port)),
+            any: self.any_peer.lookup(proto, port),
+        }
     }
 
     /// Number of peers with peer-specific entries.
     pub fn peer_count(&self) -> usize {
         self.by_peer.len()
     }
+}
+
+/// The verdicts covering one peer and port, borrowed from the tables: the
+/// peer-specific one and the any-peer one, merged on demand.
+#[derive(Debug, Clone, Copy)]
+pub struct PortLookup<'a> {
+    specific: Option<&'a PortVerdict>,
+    any: Option<&'a PortVerdict>,
+}
+
+impl PortLookup<'_> {
+    fn sides(&self) -> impl Iterator<Item = &PortVerdict> {
+        self.specific.into_iter().chain(self.any)
+    }
+
+    /// An explicit deny matches.
+    pub fn denied(&self) -> bool {
+        self.sides().any(|v| !v.denied_by.is_empty())
+    }
+
+    /// An allow matches.
+    pub fn allowed(&self) -> bool {
+        self.sides().any(|v| !v.allowed_by.is_empty())
+    }
+
+    /// L7 rules apply: the connection goes through the proxy.
+    pub fn needs_l7(&self) -> bool {
+        self.sides().any(|v| v.l7.is_some())
+    }
+
+    /// The strongest authentication mode of the allows.
+    pub fn auth(&self) -> Option<AuthMode> {
+        self.sides().filter_map(|v| v.auth).max()
+    }
+
+    /// Both sides merged into one verdict (allocates; for reporting).
+    pub fn merged(&self) -> Option<PortVerdict> {
+        PortVerdict::merge(self.specific, self.any)
+    }
+}
+
+/// The outcome of one direction without the reasons: what the datapath needs, computed
+/// without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    /// Why it is denied, or would be in audit mode.
+    pub drop_reason: Option<DropReason>,
+    pub needs_l7: bool,
+    pub auth: Option<AuthMode>,
+}
+
+/// One contribution to a port table: protocol, port range, what it says.
+type Item = (Protocol, PortRange, Arc<Contribution>);
+
+/// A contribution with the selector it came from, for the cross-peer merge checks.
+struct Keyed {
+    proto: Protocol,
+    range: PortRange,
+    contribution: Arc<Contribution>,
+    selector: Option<PeerSelectorKey>,
+}
+
+/// The contributions of one direction of one endpoint, before they become tables.
+#[derive(Default)]
+struct DirectionItems {
+    any_peer: Vec<Item>,
+    by_peer: BTreeMap<Identity, Vec<Item>>,
+    keyed: Vec<Keyed>,
 }
 
 /// A resolve-time conflict, attributed to the later policy.
@@ -229,11 +361,19 @@ struct Conflict {
 struct Resolver<'a> {
     config: &'a Config,
     universe: &'a Universe,
-    rules: &'a [Rule],
     rejected: &'a [RejectedRule],
     /// Peer identities per selector, computed once for all endpoints.
     peer_cache: std::cell::RefCell<HashMap<PeerSelector, Arc<Vec<Identity>>>>,
     index_of: HashMap<*const PolicyRef, usize>,
+    /// Rules whose subject requires a namespace, by that namespace; the others apply
+    /// everywhere. Most rules are namespaced (every CNP and KNP subject is), so an
+    /// endpoint tests only its namespace's rules instead of all of them.
+    rules_by_ns: HashMap<&'a str, Vec<&'a Rule>>,
+    rules_anywhere: Vec<&'a Rule>,
+    /// Identities by the namespace they carry, for selecting peers the same way.
+    identities_by_ns: HashMap<&'a str, Vec<&'a crate::universe::IdentityInfo>>,
+    /// The pseudo-policy `allowed_by` names for `allowLocalhost`.
+    allow_localhost: Arc<PolicyRef>,
 }
 
 /// The peers an entry applies to, resolved.
@@ -243,23 +383,55 @@ enum PeerSet {
 }
 
 impl<'a> Resolver<'a> {
-    fn new(config: &'a Config, universe: &'a Universe, rules: &'a [Rule], rejected: &'a [RejectedRule]) -> Self {
+    fn new(
+        config: &'a Config,
+        universe: &'a Universe,
+        rules: &'a [Rule],
+        rejected: &'a [RejectedRule],
+    ) -> Self {
         let index_of = rules
             .iter()
             .map(|r| (Arc::as_ptr(&r.origin), r.policy_index))
             .collect();
+        let mut rules_by_ns: HashMap<&str, Vec<&Rule>> = HashMap::new();
+        let mut rules_anywhere = Vec::new();
+        for rule in rules {
+            match subject_namespace(&rule.subject) {
+                Some(ns) => rules_by_ns.entry(ns).or_default().push(rule),
+                None => rules_anywhere.push(rule),
+            }
+        }
+        let mut identities_by_ns: HashMap<&str, Vec<&crate::universe::IdentityInfo>> =
+            HashMap::new();
+        for info in universe.identities() {
+            if let Some(ns) = namespace_of(&info.labels) {
+                identities_by_ns.entry(ns).or_default().push(info);
+            }
+        }
         Self {
             config,
             universe,
-            rules,
             rejected,
             peer_cache: Default::default(),
             index_of,
+            rules_by_ns,
+            rules_anywhere,
+            identities_by_ns,
+            allow_localhost: Arc::new(PolicyRef {
+                kind: "NodeConfig",
+                namespace: None,
+                name: "allowLocalhost".into(),
+            }),
         }
     }
 
     fn resolve_all(&self) -> Result<HashMap<Identity, EndpointPolicy>, Conflict> {
-        let ids: BTreeSet<Identity> = self.universe.endpoints().iter().map(|e| e.identity).collect();
+        let ids: BTreeSet<Identity> = self
+            .universe
+            .endpoints()
+            .iter()
+            .map(|e| e.identity)
+            .collect();
         let mut out = HashMap::new();
         for id in ids {
             out.insert(id, self.resolve_endpoint(id)?);
@@ -286,11 +458,17 @@ impl<'a> Resolver<'a> {
         policy.ingress.enforced = always;
         policy.egress.enforced = always;
 
-        let selecting: Vec<&Rule> = self
-            .rules
+        let local = namespace_of(&info.labels)
+            .and_then(|ns| self.rules_by_ns.get(ns))
+            .map_or(&[][..], Vec::as_slice);
+        let mut selecting: Vec<&Rule> = local
             .iter()
+            .chain(self.rules_anywhere.iter())
+            .copied()
             .filter(|r| self.subject_matches(&r.subject, endpoint, &info.labels))
             .collect();
+        // Load order, so that results never depend on how rules were indexed.
+        selecting.sort_by_key(|r| (r.policy_index, *r as *const Rule));
         for r in self.rejected {
             if self.subject_matches(&r.subject, endpoint, &info.labels) {
                 if r.ingress {
@@ -306,9 +484,7 @@ impl<'a> Resolver<'a> {
                 Direction::Ingress => &mut policy.ingress,
                 Direction::Egress => &mut policy.egress,
             };
-            let mut any_items = Vec::new();
-            let mut peer_items: BTreeMap<Identity, Vec<(Protocol, PortRange, Arc<Contribution>)>> = BTreeMap::new();
-            let mut all_items = Vec::new();
+            let mut items = DirectionItems::default();
             for rule in &selecting {
                 let section = match direction {
                     Direction::Ingress => rule.ingress.as_ref(),
@@ -324,15 +500,28 @@ impl<'a> Resolver<'a> {
                         entry,
                         endpoint,
                         direction,
-                        &mut any_items,
-                        &mut peer_items,
-                        &mut all_items,
+                        &mut items,
                     );
                 }
             }
-            self.check_conflicts(&all_items)?;
-            dp.any_peer = PortTable::build(&any_items).map_err(|c| self.l7_conflict(c))?;
-            for (peer, items) in peer_items {
+            if direction == Direction::Ingress && endpoint != Identity::HOST && self.config.node.allow_localhost {
+                // Cilium's `allow-localhost`: the local host reaches every local workload
+                // (probes, health checks) whatever its ingress rules; denies still win.
+                let c = Arc::new(Contribution {
+                    deny: false,
+                    origin: self.allow_localhost.clone(),
+                    l7: None,
+                    implicit_l7_wildcard: false,
+                    auth: None,
+                });
+                let host = items.by_peer.entry(Identity::HOST).or_default();
+                for proto in Protocol::ALL {
+                    host.push((proto, PortRange::ALL, c.clone()));
+                }
+            }
+            self.check_conflicts(&items.keyed)?;
+            dp.any_peer = PortTable::build(&items.any_peer).map_err(|c| self.l7_conflict(c))?;
+            for (peer, items) in items.by_peer {
                 let table = PortTable::build(&items).map_err(|c| self.l7_conflict(c))?;
                 dp.by_peer.insert(peer, table);
             }
@@ -340,7 +529,6 @@ impl<'a> Resolver<'a> {
         Ok(policy)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn contribute(
         &self,
         rule: &Rule,
@@ -348,9 +536,7 @@ impl<'a> Resolver<'a> {
         entry: &Entry,
         endpoint: Identity,
         direction: Direction,
-        any_items: &mut Vec<(Protocol, PortRange, Arc<Contribution>)>,
-        peer_items: &mut BTreeMap<Identity, Vec<(Protocol, PortRange, Arc<Contribution>)>>,
-        all_items: &mut Vec<(Protocol, PortRange, Arc<Contribution>, Option<PeerSelectorKey>)>,
+        items: &mut DirectionItems,
     ) {
         let peers = self.peers(&entry.peers);
         if let PeerSet::Some(set) = &peers {
@@ -359,13 +545,25 @@ impl<'a> Resolver<'a> {
             }
         }
         let selector_key = peer_selector_key(&entry.peers);
-        let mut push = |target: Option<Identity>, proto: Protocol, range: PortRange, c: &Arc<Contribution>| {
-            all_items.push((proto, range, c.clone(), selector_key.clone()));
-            match target {
-                None => any_items.push((proto, range, c.clone())),
-                Some(peer) => peer_items.entry(peer).or_default().push((proto, range, c.clone())),
-            }
-        };
+        let mut push =
+            |target: Option<Identity>, proto: Protocol, range: PortRange, c: &Arc<Contribution>| {
+                items.keyed.push(Keyed {
+                    proto,
+                    range,
+                    contribution: c.clone(),
+                    selector: selector_key.clone(),
+                });
+                match target {
+                    None => items.any_peer.push((proto, range, c.clone())),
+                    Some(peer) => {
+                        items
+                            .by_peer
+                            .entry(peer)
+                            .or_default()
+                            .push((proto, range, c.clone()))
+                    }
+                }
+            };
         let targets = |peers: &PeerSet| -> Vec<Option<Identity>> {
             match peers {
                 PeerSet::Any => vec![None],
@@ -418,13 +616,20 @@ impl<'a> Resolver<'a> {
                             }
                             Direction::Egress => {
                                 let candidates: Vec<Identity> = match &peers {
-                                    PeerSet::Any => self.universe.identities().map(|i| i.id).collect(),
+                                    PeerSet::Any => {
+                                        self.universe.identities().map(|i| i.id).collect()
+                                    }
                                     PeerSet::Some(set) => set.iter().copied().collect(),
                                 };
                                 for peer in candidates {
                                     for np in self.universe.named_ports(peer) {
                                         if &np.name == name && pe.protocols.contains(&np.protocol) {
-                                            push(Some(peer), np.protocol, PortRange::single(np.port), &c);
+                                            push(
+                                                Some(peer),
+                                                np.protocol,
+                                                PortRange::single(np.port),
+                                                &c,
+                                            );
                                         }
                                     }
                                 }
@@ -454,34 +659,40 @@ impl<'a> Resolver<'a> {
         if let Some(hit) = self.peer_cache.borrow().get(sel) {
             return hit.clone();
         }
-        let ids: Vec<Identity> = self
-            .universe
-            .identities()
+        let candidates: Box<dyn Iterator<Item = &crate::universe::IdentityInfo>> = match sel {
+            PeerSelector::Labels(s) => match s.required_value(meta::NAMESPACE) {
+                Some(ns) => Box::new(self.identities_by_ns.get(ns).into_iter().flatten().copied()),
+                None => Box::new(self.universe.identities()),
+            },
+            _ => Box::new(self.universe.identities()),
+        };
+        let ids: Vec<Identity> = candidates
             .filter(|info| match sel {
                 PeerSelector::Labels(s) => s.matches(&info.labels),
                 PeerSelector::Cidr { net, except } => cidr_selects(info, *net, except),
-                PeerSelector::Fqdn(pattern) => info
-                    .labels
-                    .iter()
-                    .any(|l| l.key.source == crate::labels::LabelSource::Fqdn && &l.key.key == pattern),
+                PeerSelector::Fqdn(pattern) => info.labels.iter().any(|l| {
+                    l.key.source == crate::labels::LabelSource::Fqdn && &l.key.key == pattern
+                }),
             })
             .map(|info| info.id)
             .collect();
         let ids = Arc::new(ids);
-        self.peer_cache.borrow_mut().insert(sel.clone(), ids.clone());
+        self.peer_cache
+            .borrow_mut()
+            .insert(sel.clone(), ids.clone());
         ids
     }
 
     /// Cilium's merge checks that span peers: two L7 parsers on one port
     /// (`cannot merge conflicting L7 parsers`), and two explicit authentication modes
     /// for the same selector and port.
-    fn check_conflicts(
-        &self,
-        items: &[(Protocol, PortRange, Arc<Contribution>, Option<PeerSelectorKey>)],
-    ) -> Result<(), Conflict> {
+    fn check_conflicts(&self, items: &[Keyed]) -> Result<(), Conflict> {
         for proto in Protocol::ALL {
-            let mut ranged: Vec<(PortRange, &(Protocol, PortRange, Arc<Contribution>, Option<PeerSelectorKey>))> =
-                items.iter().filter(|i| i.0 == proto).map(|i| (i.1, i)).collect();
+            let mut ranged: Vec<(PortRange, &Keyed)> = items
+                .iter()
+                .filter(|i| i.proto == proto)
+                .map(|i| (i.range, i))
+                .collect();
             if ranged.len() < 2 {
                 continue;
             }
@@ -493,18 +704,29 @@ impl<'a> Resolver<'a> {
                 }
                 let mut l7: Option<&Arc<Contribution>> = None;
                 let mut auth: HashMap<&PeerSelectorKey, &Arc<Contribution>> = HashMap::new();
-                for (_, _, c, key) in active.iter().map(|x| *x) {
+                for keyed in active.iter().copied() {
+                    let (c, key) = (&keyed.contribution, &keyed.selector);
                     if c.deny {
                         continue;
                     }
                     if let Some(rule) = &c.l7 {
                         match l7 {
-                            Some(first) if first.l7.as_ref().map(|r| r.rules.kind()) != Some(rule.rules.kind()) => {
-                                let a = first.l7.as_ref().map(|r| r.rules.kind().as_str()).unwrap_or("");
+                            Some(first)
+                                if first.l7.as_ref().map(|r| r.rules.kind())
+                                    != Some(rule.rules.kind()) =>
+                            {
+                                let a = first
+                                    .l7
+                                    .as_ref()
+                                    .map(|r| r.rules.kind().as_str())
+                                    .unwrap_or("");
                                 found = Some(self.conflict_between(
                                     first,
                                     c,
-                                    format!("cannot merge conflicting L7 parsers ({a}/{})", rule.rules.kind().as_str()),
+                                    format!(
+                                        "cannot merge conflicting L7 parsers ({a}/{})",
+                                        rule.rules.kind().as_str()
+                                    ),
                                 ));
                                 return;
                             }
@@ -519,7 +741,10 @@ impl<'a> Resolver<'a> {
                                 found = Some(self.conflict_between(
                                     first,
                                     c,
-                                    format!("cannot merge conflicting authentication types ({a}/{})", mode.as_str()),
+                                    format!(
+                                        "cannot merge conflicting authentication types ({a}/{})",
+                                        mode.as_str()
+                                    ),
                                 ));
                                 return;
                             }
@@ -547,10 +772,16 @@ impl<'a> Resolver<'a> {
             (Some(x), Some(y)) => Some(x.max(y)),
             (x, y) => x.or(y),
         };
-        let (blamed, other) = if later == ib { (&b.origin, &a.origin) } else { (&a.origin, &b.origin) };
+        let (blamed, other) = if later == ib {
+            (&b.origin, &a.origin)
+        } else {
+            (&a.origin, &b.origin)
+        };
         Conflict {
             policy_index: later,
-            message: format!("{what}: policy {blamed} conflicts with {other} on the same port; {blamed} is rejected"),
+            message: format!(
+                "{what}: policy {blamed} conflicts with {other} on the same port; {blamed} is rejected"
+            ),
         }
     }
 
@@ -574,6 +805,21 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// The namespace a subject is limited to, if any.
+fn subject_namespace(subject: &Subject) -> Option<&str> {
+    match subject {
+        Subject::Endpoints(sel) => sel.required_value(meta::NAMESPACE),
+        Subject::Nodes(_) => None,
+    }
+}
+
+fn namespace_of(labels: &LabelSet) -> Option<&str> {
+    labels
+        .iter()
+        .find(|l| l.key.source == LabelSource::K8s && l.key.key == meta::NAMESPACE)
+        .map(|l| l.value.as_str())
+}
+
 /// Identifies "the same selector" for the authentication-mode conflict check.
 type PeerSelectorKey = String;
 
@@ -584,12 +830,20 @@ fn peer_selector_key(peers: &Peers) -> Option<PeerSelectorKey> {
     }
 }
 
-fn cidr_selects(info: &crate::universe::IdentityInfo, net: ipnet::IpNet, except: &[ipnet::IpNet]) -> bool {
+fn cidr_selects(
+    info: &crate::universe::IdentityInfo,
+    net: ipnet::IpNet,
+    except: &[ipnet::IpNet],
+) -> bool {
     let prefix = match &info.kind {
         IdentityKind::Cidr(p) => *p,
         // The world identities stand for the whole address family.
-        IdentityKind::Reserved if info.id == Identity::WORLD_IPV4 => ipnet::IpNet::V4(Default::default()),
-        IdentityKind::Reserved if info.id == Identity::WORLD_IPV6 => ipnet::IpNet::V6(Default::default()),
+        IdentityKind::Reserved if info.id == Identity::WORLD_IPV4 => {
+            ipnet::IpNet::V4(Default::default())
+        }
+        IdentityKind::Reserved if info.id == Identity::WORLD_IPV6 => {
+            ipnet::IpNet::V6(Default::default())
+        }
         _ => return false,
     };
     net.contains(&prefix) && !except.iter().any(|e| e.contains(&prefix))

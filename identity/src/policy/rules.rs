@@ -69,7 +69,10 @@ pub(crate) enum Peers {
 pub(crate) enum PeerSelector {
     Labels(Selector),
     /// Identities derived from addresses in `net` but not in any `except`.
-    Cidr { net: IpNet, except: Vec<IpNet> },
+    Cidr {
+        net: IpNet,
+        except: Vec<IpNet>,
+    },
     /// Identities learned from DNS answers for names matching the pattern.
     Fqdn(String),
 }
@@ -118,9 +121,14 @@ pub(crate) fn translate(config: &Config, skip: &BTreeSet<usize>) -> Translation 
     let cx = Context { config };
     for (index, doc) in config.policies.iter().enumerate() {
         let policy = &doc.resource;
-        let origin = Arc::new(PolicyRef::new(policy.kind(), policy.namespace(), policy.name()));
+        let origin = Arc::new(PolicyRef::new(
+            policy.kind(),
+            policy.namespace(),
+            policy.name(),
+        ));
         if skip.contains(&index) {
-            out.rejected.extend(rejected_from_valid(&cx, policy, &origin));
+            out.rejected
+                .extend(rejected_from_valid(&cx, policy, &origin));
             continue;
         }
         match policy {
@@ -134,7 +142,11 @@ pub(crate) fn translate(config: &Config, skip: &BTreeSet<usize>) -> Translation 
 
 /// A valid policy turned into a rejected one (an L7 merge conflict found at resolve
 /// time): its subjects fail closed in its directions.
-fn rejected_from_valid(cx: &Context<'_>, policy: &Policy, origin: &Arc<PolicyRef>) -> Vec<RejectedRule> {
+fn rejected_from_valid(
+    cx: &Context<'_>,
+    policy: &Policy,
+    origin: &Arc<PolicyRef>,
+) -> Vec<RejectedRule> {
     let mut t = Translation::default();
     match policy {
         Policy::Cilium(p) => cx.cilium(0, origin, p, &mut t),
@@ -161,7 +173,13 @@ impl Context<'_> {
         &self.config.node.cluster_name
     }
 
-    fn cilium(&self, index: usize, origin: &Arc<PolicyRef>, p: &CiliumPolicy, out: &mut Translation) {
+    fn cilium(
+        &self,
+        index: usize,
+        origin: &Arc<PolicyRef>,
+        p: &CiliumPolicy,
+        out: &mut Translation,
+    ) {
         let namespace = match origin.kind {
             k if k == PolicyKind::CiliumNetworkPolicy.as_str() => p.metadata.namespace.as_deref(),
             _ => None,
@@ -235,7 +253,10 @@ impl Context<'_> {
         let mut peers: Option<Vec<PeerSelector>> = None;
         let mut add = |list: Vec<PeerSelector>| peers.get_or_insert_with(Vec::new).extend(list);
         if let Some(eps) = &r.from_endpoints {
-            add(eps.iter().map(|s| PeerSelector::Labels(self.peer_selector(s, ns))).collect());
+            add(eps
+                .iter()
+                .map(|s| PeerSelector::Labels(self.peer_selector(s, ns)))
+                .collect());
         }
         if let Some(cidrs) = &r.from_cidr {
             add(self.cidrs(cidrs, out));
@@ -247,14 +268,24 @@ impl Context<'_> {
             add(self.entities(entities));
         }
         if let Some(nodes) = &r.from_nodes {
-            add(nodes.iter().map(|s| PeerSelector::Labels(self.node_peer(s))).collect());
+            add(nodes
+                .iter()
+                .map(|s| PeerSelector::Labels(self.node_peer(s)))
+                .collect());
         }
         // fromRequires / fromGroups are rejected at load time; if one slipped through,
         // it selects nothing rather than everything.
         if r.from_requires.is_some() || r.from_groups.is_some() {
             add(Vec::new());
         }
-        entry(origin, deny, peers, &r.to_ports, &r.icmps, r.authentication.as_ref())
+        entry(
+            origin,
+            deny,
+            peers,
+            &r.to_ports,
+            &r.icmps,
+            r.authentication.as_ref(),
+        )
     }
 
     fn egress_entry(
@@ -268,7 +299,10 @@ impl Context<'_> {
         let mut peers: Option<Vec<PeerSelector>> = None;
         let mut add = |list: Vec<PeerSelector>| peers.get_or_insert_with(Vec::new).extend(list);
         if let Some(eps) = &r.to_endpoints {
-            add(eps.iter().map(|s| PeerSelector::Labels(self.peer_selector(s, ns))).collect());
+            add(eps
+                .iter()
+                .map(|s| PeerSelector::Labels(self.peer_selector(s, ns)))
+                .collect());
         }
         if let Some(cidrs) = &r.to_cidr {
             add(self.cidrs(cidrs, out));
@@ -280,10 +314,16 @@ impl Context<'_> {
             add(self.entities(entities));
         }
         if let Some(nodes) = &r.to_nodes {
-            add(nodes.iter().map(|s| PeerSelector::Labels(self.node_peer(s))).collect());
+            add(nodes
+                .iter()
+                .map(|s| PeerSelector::Labels(self.node_peer(s)))
+                .collect());
         }
         if let Some(services) = &r.to_services {
-            add(services.iter().flat_map(|s| self.service_peers(s, ns)).collect());
+            add(services
+                .iter()
+                .flat_map(|s| self.service_peers(s, ns))
+                .collect());
         }
         if let Some(fqdns) = &r.to_fqdns {
             add(fqdns
@@ -295,7 +335,14 @@ impl Context<'_> {
         if r.to_requires.is_some() || r.to_groups.is_some() {
             add(Vec::new());
         }
-        entry(origin, deny, peers, &r.to_ports, &r.icmps, r.authentication.as_ref())
+        entry(
+            origin,
+            deny,
+            peers,
+            &r.to_ports,
+            &r.icmps,
+            r.authentication.as_ref(),
+        )
     }
 
     /// Cilium's `getEndpointSelector`: namespace and cluster scoping of a peer.
@@ -308,10 +355,13 @@ impl Context<'_> {
         if !s.mentions_key(meta::NAMESPACE) {
             match ns {
                 // CCNP: only endpoints that have a namespace (pods), even for `{}`.
-                None => s.push(Requirement::exists(LabelKey::new(LabelSource::K8s, meta::NAMESPACE))),
-                Some(ns) if !s.mentions_key_prefix(meta::NAMESPACE_LABELS_PREFIX) => {
-                    s.push(Requirement::equals(LabelKey::new(LabelSource::K8s, meta::NAMESPACE), ns))
-                }
+                None => s.push(Requirement::exists(LabelKey::new(
+                    LabelSource::K8s,
+                    meta::NAMESPACE,
+                ))),
+                Some(ns) if !s.mentions_key_prefix(meta::NAMESPACE_LABELS_PREFIX) => s.push(
+                    Requirement::equals(LabelKey::new(LabelSource::K8s, meta::NAMESPACE), ns),
+                ),
                 Some(_) => {}
             }
         }
@@ -321,14 +371,20 @@ impl Context<'_> {
 
     fn cluster_filter(&self, s: &mut Selector) {
         if !s.mentions_key(meta::CLUSTER) {
-            s.push(Requirement::equals(LabelKey::new(LabelSource::K8s, meta::CLUSTER), self.cluster()));
+            s.push(Requirement::equals(
+                LabelKey::new(LabelSource::K8s, meta::CLUSTER),
+                self.cluster(),
+            ));
         }
     }
 
     /// `fromNodes` / `toNodes`: remote nodes only (the local host is `host`).
     fn node_peer(&self, sel: &LabelSelector) -> Selector {
         let mut s = Selector::from_config(sel);
-        s.push(Requirement::exists(LabelKey::new(LabelSource::Reserved, "remote-node")));
+        s.push(Requirement::exists(LabelKey::new(
+            LabelSource::Reserved,
+            "remote-node",
+        )));
         s
     }
 
@@ -338,7 +394,10 @@ impl Context<'_> {
             .filter_map(|c| parse_cidr(c))
             .map(|net| {
                 out.cidrs.insert(net);
-                PeerSelector::Cidr { net, except: Vec::new() }
+                PeerSelector::Cidr {
+                    net,
+                    except: Vec::new(),
+                }
             })
             .collect()
     }
@@ -346,7 +405,12 @@ impl Context<'_> {
     fn cidr_set(&self, set: &[CidrRule], out: &mut Translation) -> Vec<PeerSelector> {
         let mut peers = Vec::new();
         for r in set {
-            let except: Vec<IpNet> = r.except.iter().flatten().filter_map(|c| parse_cidr(c)).collect();
+            let except: Vec<IpNet> = r
+                .except
+                .iter()
+                .flatten()
+                .filter_map(|c| parse_cidr(c))
+                .collect();
             let mut nets = Vec::new();
             if let Some(net) = r.cidr.as_deref().and_then(parse_cidr) {
                 nets.push(net);
@@ -362,7 +426,9 @@ impl Context<'_> {
                         .labels
                         .iter()
                         .flatten()
-                        .map(|(k, v)| crate::labels::Label::new(LabelSource::CidrGroup, k.clone(), v.clone()))
+                        .map(|(k, v)| {
+                            crate::labels::Label::new(LabelSource::CidrGroup, k.clone(), v.clone())
+                        })
                         .collect();
                     sel.matches(&labels)
                 }));
@@ -370,18 +436,30 @@ impl Context<'_> {
             for net in nets {
                 out.cidrs.insert(net);
                 out.cidrs.extend(except.iter().copied());
-                peers.push(PeerSelector::Cidr { net, except: except.clone() });
+                peers.push(PeerSelector::Cidr {
+                    net,
+                    except: except.clone(),
+                });
             }
         }
         peers
     }
 
-    fn cidr_group_nets(&self, pick: impl Fn(&sluice_config::types::CidrGroup) -> bool) -> Vec<IpNet> {
+    fn cidr_group_nets(
+        &self,
+        pick: impl Fn(&sluice_config::types::CidrGroup) -> bool,
+    ) -> Vec<IpNet> {
         self.config
             .cidr_groups
             .iter()
             .filter(|d| pick(&d.resource))
-            .flat_map(|d| d.resource.spec.external_cidrs.iter().filter_map(|c| parse_cidr(c)))
+            .flat_map(|d| {
+                d.resource
+                    .spec
+                    .external_cidrs
+                    .iter()
+                    .filter_map(|c| parse_cidr(c))
+            })
             .collect()
     }
 
@@ -423,7 +501,10 @@ impl Context<'_> {
             }
             if let Some(selector) = &svc.spec.selector {
                 let mut sel = Selector::from_match_labels(selector);
-                sel.push(Requirement::equals(LabelKey::new(LabelSource::K8s, meta::NAMESPACE), svc_ns));
+                sel.push(Requirement::equals(
+                    LabelKey::new(LabelSource::K8s, meta::NAMESPACE),
+                    svc_ns,
+                ));
                 self.cluster_filter(&mut sel);
                 out.push(PeerSelector::Labels(sel));
             }
@@ -479,7 +560,11 @@ impl Context<'_> {
     ) -> Entry {
         let peers = match peers {
             None | Some([]) => Peers::Any,
-            Some(list) => Peers::Selected(list.iter().flat_map(|p| self.knp_peer(ns, p, out)).collect()),
+            Some(list) => Peers::Selected(
+                list.iter()
+                    .flat_map(|p| self.knp_peer(ns, p, out))
+                    .collect(),
+            ),
         };
         let ports = match ports {
             None | Some([]) => Ports::All,
@@ -493,23 +578,43 @@ impl Context<'_> {
         }
     }
 
-    fn knp_peer(&self, ns: &str, p: &NetworkPolicyPeer, out: &mut Translation) -> Vec<PeerSelector> {
+    fn knp_peer(
+        &self,
+        ns: &str,
+        p: &NetworkPolicyPeer,
+        out: &mut Translation,
+    ) -> Vec<PeerSelector> {
         if let Some(block) = &p.ip_block {
             let Some(net) = parse_cidr(&block.cidr) else {
                 return Vec::new();
             };
-            let except: Vec<IpNet> = block.except.iter().flatten().filter_map(|c| parse_cidr(c)).collect();
+            let except: Vec<IpNet> = block
+                .except
+                .iter()
+                .flatten()
+                .filter_map(|c| parse_cidr(c))
+                .collect();
             out.cidrs.insert(net);
             out.cidrs.extend(except.iter().copied());
             return vec![PeerSelector::Cidr { net, except }];
         }
-        let mut s = p.pod_selector.as_ref().map(Selector::from_config).unwrap_or_default();
+        let mut s = p
+            .pod_selector
+            .as_ref()
+            .map(Selector::from_config)
+            .unwrap_or_default();
         match &p.namespace_selector {
-            None => s.push(Requirement::equals(LabelKey::new(LabelSource::K8s, meta::NAMESPACE), ns)),
+            None => s.push(Requirement::equals(
+                LabelKey::new(LabelSource::K8s, meta::NAMESPACE),
+                ns,
+            )),
             Some(nsel) => {
                 let nsel = Selector::from_config(nsel);
                 if nsel.is_wildcard() {
-                    s.push(Requirement::exists(LabelKey::new(LabelSource::K8s, meta::NAMESPACE)));
+                    s.push(Requirement::exists(LabelKey::new(
+                        LabelSource::K8s,
+                        meta::NAMESPACE,
+                    )));
                 }
                 for r in nsel.requirements() {
                     s.push(Requirement {
@@ -532,7 +637,10 @@ impl Context<'_> {
         let scope_all = || match ns {
             Some(ns) => {
                 let mut s = Selector::all();
-                s.push(Requirement::equals(LabelKey::new(LabelSource::K8s, meta::NAMESPACE), ns));
+                s.push(Requirement::equals(
+                    LabelKey::new(LabelSource::K8s, meta::NAMESPACE),
+                    ns,
+                ));
                 s
             }
             None => Selector::all(),
@@ -586,7 +694,11 @@ fn entry(
     Entry {
         deny,
         peers,
-        ports: if l3_only { Ports::All } else { ports(origin, to_ports, icmps) },
+        ports: if l3_only {
+            Ports::All
+        } else {
+            ports(origin, to_ports, icmps)
+        },
         auth: auth.and_then(|a| AuthMode::parse(&a.mode)),
     }
 }
@@ -606,7 +718,10 @@ fn subject_selector(sel: &LabelSelector, ns: Option<&str>) -> Selector {
         for r in kept {
             s.push(r);
         }
-        s.push(Requirement::equals(LabelKey::new(LabelSource::K8s, meta::NAMESPACE), ns));
+        s.push(Requirement::equals(
+            LabelKey::new(LabelSource::K8s, meta::NAMESPACE),
+            ns,
+        ));
     }
     s
 }
@@ -615,7 +730,11 @@ fn has_any<T>(list: &Option<Vec<T>>) -> bool {
     list.as_ref().is_some_and(|l| !l.is_empty())
 }
 
-fn ports(origin: &Arc<PolicyRef>, to_ports: &Option<Vec<PortRule>>, icmps: &Option<Vec<IcmpRule>>) -> Ports {
+fn ports(
+    origin: &Arc<PolicyRef>,
+    to_ports: &Option<Vec<PortRule>>,
+    icmps: &Option<Vec<IcmpRule>>,
+) -> Ports {
     let mut list = Vec::new();
     for pr in to_ports.iter().flatten() {
         let l7 = pr.rules.as_ref().and_then(|r| {
@@ -634,7 +753,12 @@ fn ports(origin: &Arc<PolicyRef>, to_ports: &Option<Vec<PortRule>>, icmps: &Opti
             }))
         });
         for pp in pr.ports.iter().flatten() {
-            let protocols = match pp.protocol.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            let protocols = match pp
+                .protocol
+                .as_deref()
+                .map(str::to_ascii_uppercase)
+                .as_deref()
+            {
                 None | Some("ANY") | Some("") => Protocol::ANY.to_vec(),
                 Some(p) => match Protocol::parse(p) {
                     Some(p) => vec![p],
@@ -683,7 +807,11 @@ fn knp_port(p: &NetworkPolicyPort) -> Option<PortEntry> {
         None | Some("") | Some("0") => PortSpec::Range(PortRange::ALL),
         Some(s) => match s.parse::<u16>() {
             Ok(lo) => {
-                let hi = p.end_port.and_then(|e| u16::try_from(e).ok()).filter(|&e| e >= lo).unwrap_or(lo);
+                let hi = p
+                    .end_port
+                    .and_then(|e| u16::try_from(e).ok())
+                    .filter(|&e| e >= lo)
+                    .unwrap_or(lo);
                 PortSpec::Range(PortRange { lo, hi })
             }
             Err(_) => PortSpec::Named(s.to_ascii_lowercase()),

@@ -322,21 +322,40 @@ mod tests {
     #[test]
     fn overlapping_ranges_split_into_segments() {
         let items = vec![
-            (Protocol::Tcp, PortRange { lo: 80, hi: 90 }, contrib("a", false)),
+            (
+                Protocol::Tcp,
+                PortRange { lo: 80, hi: 90 },
+                contrib("a", false),
+            ),
             (Protocol::Tcp, PortRange::single(85), contrib("b", true)),
             (Protocol::Udp, PortRange::ALL, contrib("c", false)),
         ];
         let t = PortTable::build(&items).unwrap();
         let names = |v: &PortVerdict| {
             (
-                v.allowed_by.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
-                v.denied_by.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+                v.allowed_by
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>(),
+                v.denied_by
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>(),
             )
         };
         assert!(t.lookup(Protocol::Tcp, 79).is_none());
-        assert_eq!(names(t.lookup(Protocol::Tcp, 80).unwrap()), (vec!["a".into()], vec![]));
-        assert_eq!(names(t.lookup(Protocol::Tcp, 85).unwrap()), (vec!["a".into()], vec!["b".into()]));
-        assert_eq!(names(t.lookup(Protocol::Tcp, 90).unwrap()), (vec!["a".into()], vec![]));
+        assert_eq!(
+            names(t.lookup(Protocol::Tcp, 80).unwrap()),
+            (vec!["a".into()], vec![])
+        );
+        assert_eq!(
+            names(t.lookup(Protocol::Tcp, 85).unwrap()),
+            (vec!["a".into()], vec!["b".into()])
+        );
+        assert_eq!(
+            names(t.lookup(Protocol::Tcp, 90).unwrap()),
+            (vec!["a".into()], vec![])
+        );
         assert!(t.lookup(Protocol::Tcp, 91).is_none());
         assert!(t.lookup(Protocol::Udp, 0).is_some());
         assert!(t.lookup(Protocol::Udp, 65535).is_some());

@@ -11,7 +11,7 @@ use sluice_identity::policy::{Decision, DecisionKind};
 use sluice_identity::trace::{PartySpec, TraceQuery, TraceResult, policy_list, trace};
 use sluice_identity::{CompiledPolicy, Protocol, Verdict};
 
-use super::Output;
+use super::{Output, emit};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -109,7 +109,9 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         let compiled = CompiledPolicy::compile(config).context("compiling policy")?;
         diagnostics.extend(compiled.diagnostics.iter().cloned());
     }
-    let (resources, policies) = config.as_ref().map_or((0, 0), |c| (resource_count(c), c.policies.len()));
+    let (resources, policies) = config
+        .as_ref()
+        .map_or((0, 0), |c| (resource_count(c), c.policies.len()));
     match args.output {
         Output::Json => {
             let report = ValidateReport {
@@ -118,24 +120,34 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                 policies,
                 errors: diagnostics.iter().map(DiagnosticJson::from).collect(),
             };
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
         }
         Output::Text => {
             for d in &diagnostics {
                 eprintln!("{d}");
             }
             if diagnostics.is_empty() {
-                println!("valid: {resources} resources, {policies} policies");
+                emit(&format!(
+                    "valid: {resources} resources, {policies} policies\n"
+                ))?;
             } else {
                 eprintln!("invalid: {} problem(s)", diagnostics.len());
             }
         }
     }
-    Ok(if diagnostics.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if diagnostics.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn resource_count(c: &Config) -> usize {
-    c.namespaces.len() + c.workloads.len() + c.services.len() + c.cidr_groups.len() + c.policies.len()
+    c.namespaces.len()
+        + c.workloads.len()
+        + c.services.len()
+        + c.cidr_groups.len()
+        + c.policies.len()
 }
 
 /// Parses `8080/TCP`, `53/udp`, `8080`.
@@ -194,9 +206,9 @@ fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
                 kind: "PolicyTrace",
                 result: &result,
             };
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            emit(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
         }
-        Output::Text => print!("{}", render_trace(&result)),
+        Output::Text => emit(&render_trace(&result))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -217,16 +229,32 @@ fn render_trace(r: &TraceResult) -> String {
         r.protocol
     );
     for d in r.egress.iter().chain(r.ingress.iter()) {
-        let _ = writeln!(out, "  {:<7} {:<28} {}", d.direction.as_str().to_lowercase(), d.endpoint, describe(&d.decision));
+        let _ = writeln!(
+            out,
+            "  {:<7} {:<28} {}",
+            d.direction.as_str().to_lowercase(),
+            d.endpoint,
+            describe(&d.decision)
+        );
     }
     if r.egress.is_none() {
-        let _ = writeln!(out, "  egress  (source is not an endpoint: no egress policy)");
+        let _ = writeln!(
+            out,
+            "  egress  (source is not an endpoint: no egress policy)"
+        );
     }
     if r.ingress.is_none() {
-        let _ = writeln!(out, "  ingress (destination is not an endpoint: no ingress policy)");
+        let _ = writeln!(
+            out,
+            "  ingress (destination is not an endpoint: no ingress policy)"
+        );
     }
     for l7 in &r.l7 {
-        let how = if l7.policy.wildcard { "all requests allowed" } else { "requests checked" };
+        let how = if l7.policy.wildcard {
+            "all requests allowed"
+        } else {
+            "requests checked"
+        };
         let _ = writeln!(
             out,
             "  L7 proxy ({}): {} {} rule set(s), {how}",
@@ -239,8 +267,12 @@ fn render_trace(r: &TraceResult) -> String {
         let _ = writeln!(out, "  authentication: {}", r.authentication.mode.as_str());
     }
     let verdict = match (r.verdict, r.drop_reason, r.audit_drop_reason) {
-        (Verdict::Denied, Some(reason), _) => format!("DENIED ({} {})", reason.code(), reason.text()),
-        (Verdict::Audit, _, Some(reason)) => format!("AUDIT (would be {} {})", reason.code(), reason.text()),
+        (Verdict::Denied, Some(reason), _) => {
+            format!("DENIED ({} {})", reason.code(), reason.text())
+        }
+        (Verdict::Audit, _, Some(reason)) => {
+            format!("AUDIT (would be {} {})", reason.code(), reason.text())
+        }
         (v, _, _) => v.as_str().to_uppercase(),
     };
     let _ = writeln!(out, "Final verdict: {verdict}");
@@ -253,8 +285,13 @@ fn describe(d: &Decision) -> String {
         DecisionKind::EnforcementDisabled => format!("{verdict} (policy enforcement is never)"),
         DecisionKind::NotEnforced => format!("{verdict} (no policy enforces this direction)"),
         DecisionKind::AllowedByRule => format!("{verdict} by {}", policy_list(&d.allowed_by)),
-        DecisionKind::DeniedByRule => format!("{verdict} by {} (181 Policy denied by denylist)", policy_list(&d.denied_by)),
-        DecisionKind::DefaultDeny => format!("{verdict} (133 Policy denied: default deny, no rule allows it)"),
+        DecisionKind::DeniedByRule => format!(
+            "{verdict} by {} (181 Policy denied by denylist)",
+            policy_list(&d.denied_by)
+        ),
+        DecisionKind::DefaultDeny => {
+            format!("{verdict} (133 Policy denied: default deny, no rule allows it)")
+        }
         DecisionKind::FailClosed => format!(
             "{verdict} (133: fails closed, invalid policy {} selects this endpoint)",
             policy_list(&d.rejected)

@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::diag::Issue;
 use crate::types::{
-    CiliumPolicy, EgressRule, IngressRule, LabelSelector, ObjectMeta, PortProtocol, PortRule,
-    Rule,
+    CiliumPolicy, EgressRule, IngressRule, LabelSelector, ObjectMeta, PortProtocol, PortRule, Rule,
 };
 
 /// One table row.
@@ -37,11 +36,8 @@ fn run<T>(cases: Vec<Case<T>>, validate: fn(&T) -> Vec<Issue>) {
             .into_iter()
             .map(|i| (i.field.to_string(), i.message))
             .collect();
-        let want: Vec<(String, String)> = c
-            .want
-            .into_iter()
-            .map(|(p, m)| (p.to_owned(), m))
-            .collect();
+        let want: Vec<(String, String)> =
+            c.want.into_iter().map(|(p, m)| (p.to_owned(), m)).collect();
         assert_eq!(got, want, "case: {}", c.source);
     }
 }
