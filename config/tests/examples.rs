@@ -9,7 +9,7 @@ use sluice_config::load;
 fn every_example_loads_without_diagnostics() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut dirs: Vec<_> = fs::read_dir(&root)
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
         .collect();

@@ -117,8 +117,10 @@ fn nested_anchors_of_a_huge_value_are_refused_before_they_are_copied() {
     let text = format!("a: &outer [&inner [{items}]]\n");
     assert_eq!(
         load_err("big.yaml", &text),
-        ["big.yaml:1:4: a: anchored values hold more than 100000 nodes in all; anchor only small \
-          values such as selectors"]
+        [
+            "big.yaml:1:4: a: anchored values hold more than 100000 nodes in all; anchor only small \
+          values such as selectors"
+        ]
     );
 }
 
@@ -262,7 +264,10 @@ fn a_large_legitimate_configuration_loads_in_linear_time() {
     let start = Instant::now();
     let config = load_ok("big.yaml", &text);
     let elapsed = start.elapsed();
-    assert_eq!((config.workloads.len(), config.policies.len()), (4_000, 4_000));
+    assert_eq!(
+        (config.workloads.len(), config.policies.len()),
+        (4_000, 4_000)
+    );
     assert!(config.diagnostics.is_empty(), "{:?}", config.diagnostics[0]);
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
 }

@@ -175,6 +175,30 @@ fn a_file_named_explicitly_is_read_whatever_its_name() {
 }
 
 #[test]
+fn a_file_reached_twice_is_read_once() {
+    let dir = TempDir::new();
+    let file = dir.write("policies/web.yaml", WORKLOAD_WEB);
+    // The layout of a ConfigMap volume: the visible name links into a hidden directory.
+    dir.write("cm/..data/web.yaml", WORKLOAD_API);
+    std::os::unix::fs::symlink("..data/web.yaml", dir.path().join("cm/web.yaml")).unwrap();
+    std::os::unix::fs::symlink("../policies", dir.path().join("cm/loop")).unwrap();
+
+    let config = load(&[dir.path(), &file]).unwrap();
+    let names: Vec<_> = config
+        .workloads
+        .iter()
+        .map(|d| (d.resource.metadata.name.as_str(), d.source.file.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("web", dir.path().join("cm/loop/web.yaml")),
+            ("api", dir.path().join("cm/web.yaml")),
+        ]
+    );
+}
+
+#[test]
 fn a_missing_path_is_an_io_error_naming_it() {
     let dir = TempDir::new();
     let missing = dir.path().join("nope");
@@ -627,6 +651,8 @@ spec:
   clusterName: prod
   policyEnforcement: always
   policyAuditMode: true
+  allowLocalhost: policy
+  nodeLabels: {role: edge}
   proxy: {port: \"15101\", dnsPort: 15153, adminSocket: /tmp/admin.sock}
 ";
     let node = load_ok("node.yaml", text).node;
@@ -634,6 +660,11 @@ spec:
     assert_eq!(node.trust_domain, "cluster.local");
     assert_eq!(node.enforcement, EnforcementMode::Always);
     assert!(node.audit_mode);
+    assert!(!node.allow_localhost);
+    assert_eq!(
+        node.node_labels.get("role").map(String::as_str),
+        Some("edge")
+    );
     assert_eq!(node.proxy_port, 15101);
     assert_eq!(node.dns_proxy_port, 15153);
     assert_eq!(node.admin_socket.to_str(), Some("/tmp/admin.sock"));

@@ -384,16 +384,37 @@ mod tests {
     fn party_forms() {
         // The forms `cilium policy trace` users type, plus sluice's workload names.
         let cases: Vec<(&str, PartySpec)> = vec![
-            ("production/frontend", PartySpec::Workload { namespace: "production".into(), name: "frontend".into() }),
-            ("203.0.113.7", PartySpec::Address("203.0.113.7".parse().unwrap())),
-            ("2001:db8::1", PartySpec::Address("2001:db8::1".parse().unwrap())),
-            ("10.0.0.0/8", PartySpec::Prefix("10.0.0.0/8".parse().unwrap())),
-            ("10.1.2.3/8", PartySpec::Prefix("10.0.0.0/8".parse().unwrap())),
+            (
+                "production/frontend",
+                PartySpec::Workload {
+                    namespace: "production".into(),
+                    name: "frontend".into(),
+                },
+            ),
+            (
+                "203.0.113.7",
+                PartySpec::Address("203.0.113.7".parse().unwrap()),
+            ),
+            (
+                "2001:db8::1",
+                PartySpec::Address("2001:db8::1".parse().unwrap()),
+            ),
+            (
+                "10.0.0.0/8",
+                PartySpec::Prefix("10.0.0.0/8".parse().unwrap()),
+            ),
+            (
+                "10.1.2.3/8",
+                PartySpec::Prefix("10.0.0.0/8".parse().unwrap()),
+            ),
             ("world", PartySpec::Entity("world".into())),
             ("host", PartySpec::Entity("host".into())),
             (
                 "k8s:app=web, k8s:io.kubernetes.pod.namespace=shop",
-                PartySpec::Labels(vec![Label::k8s("app", "web"), Label::k8s(meta::NAMESPACE, "shop")]),
+                PartySpec::Labels(vec![
+                    Label::k8s("app", "web"),
+                    Label::k8s(meta::NAMESPACE, "shop"),
+                ]),
             ),
             ("app=web", PartySpec::Labels(vec![Label::k8s("app", "web")])),
         ];

@@ -18,56 +18,69 @@ use crate::yaml::{MAX_FILE_BYTES, too_large};
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
 /// The files to read, in a deterministic order: each path as given, directories
-/// expanded recursively with their entries sorted by name.
+/// expanded recursively with their entries sorted by name. A file reached twice (named
+/// and inside a named directory, or through a symlink) is read once, where first found.
 pub(super) fn collect(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, LoadError> {
-    let mut files = Vec::new();
-    let mut visited = HashSet::new();
+    let mut collector = Collector::default();
     for path in paths {
         let path = path.as_ref();
         let metadata = fs::metadata(path).map_err(|e| io_error(path, e))?;
         if metadata.is_dir() {
-            walk(path, &mut visited, &mut files)?;
+            collector.walk(path)?;
         } else {
             // A file named explicitly is read whatever its name.
-            files.push(path.to_path_buf());
+            collector.add(path)?;
         }
     }
-    Ok(files)
+    Ok(collector.files)
 }
 
-fn walk(
-    dir: &Path,
-    visited: &mut HashSet<PathBuf>,
-    files: &mut Vec<PathBuf>,
-) -> Result<(), LoadError> {
-    // A symlink back up the tree must not loop.
-    let canonical = fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
-    if !visited.insert(canonical) {
-        return Ok(());
-    }
-    let mut entries = fs::read_dir(dir)
-        .map_err(|e| io_error(dir, e))?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| io_error(dir, e))?;
-    entries.sort();
-    for path in entries {
-        let hidden = path
-            .file_name()
-            .is_some_and(|name| name.to_string_lossy().starts_with('.'));
-        if hidden {
-            continue;
+#[derive(Default)]
+struct Collector {
+    /// Canonical paths of the directories and files taken so far.
+    seen: HashSet<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl Collector {
+    fn add(&mut self, file: &Path) -> Result<(), LoadError> {
+        let canonical = fs::canonicalize(file).map_err(|e| io_error(file, e))?;
+        if self.seen.insert(canonical) {
+            self.files.push(file.to_path_buf());
         }
-        let metadata = fs::metadata(&path).map_err(|e| io_error(&path, e))?;
-        if metadata.is_dir() {
-            walk(&path, visited, files)?;
-        } else if has_config_extension(&path) {
-            files.push(path);
-        } else {
-            debug!(path = %path.display(), "skipping file without a .yaml, .yml or .json name");
-        }
+        Ok(())
     }
-    Ok(())
+
+    fn walk(&mut self, dir: &Path) -> Result<(), LoadError> {
+        // A symlink back up the tree must not loop.
+        let canonical = fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
+        if !self.seen.insert(canonical) {
+            return Ok(());
+        }
+        let mut entries = fs::read_dir(dir)
+            .map_err(|e| io_error(dir, e))?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| io_error(dir, e))?;
+        entries.sort();
+        for path in entries {
+            let hidden = path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with('.'));
+            if hidden {
+                continue;
+            }
+            let metadata = fs::metadata(&path).map_err(|e| io_error(&path, e))?;
+            if metadata.is_dir() {
+                self.walk(&path)?;
+            } else if has_config_extension(&path) {
+                self.add(&path)?;
+            } else {
+                debug!(path = %path.display(), "skipping file without a .yaml, .yml or .json name");
+            }
+        }
+        Ok(())
+    }
 }
 
 fn has_config_extension(path: &Path) -> bool {

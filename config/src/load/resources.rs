@@ -78,6 +78,16 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
             ));
         }
     };
+    let allow_localhost = match spec.allow_localhost.as_deref() {
+        None | Some("always") => true,
+        Some("policy") => false,
+        Some(other) => {
+            return Err(Issue::new(
+                FieldPath::root().key("spec").key("allowLocalhost"),
+                format!("invalid value {other:?}; expected one of: always, policy"),
+            ));
+        }
+    };
     let proxy = spec.proxy.clone().unwrap_or_default();
     Ok(NodeSettings {
         cluster_name: spec.cluster_name.clone().unwrap_or(defaults.cluster_name),
@@ -85,7 +95,7 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
         node_name: spec.node_name.clone(),
         enforcement,
         audit_mode: spec.policy_audit_mode.unwrap_or(defaults.audit_mode),
-        allow_localhost: spec.allow_localhost.as_deref() != Some("policy"),
+        allow_localhost,
         proxy_port: proxy.port.unwrap_or(defaults.proxy_port),
         dns_proxy_port: proxy.dns_port.unwrap_or(defaults.dns_proxy_port),
         admin_socket: proxy

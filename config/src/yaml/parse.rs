@@ -111,8 +111,9 @@ enum FrameKind {
     Mapping {
         entries: Vec<Entry>,
         next: NextValue,
-        /// Key text → line of its first definition.
-        seen: HashMap<String, usize>,
+        /// Key text → position in `entries`, built once scanning `entries` for a
+        /// duplicate would cost more than hashing: most mappings have a few keys.
+        index: Option<HashMap<String, usize>>,
     },
 }
 
@@ -179,7 +180,7 @@ impl Builder {
                 let kind = FrameKind::Mapping {
                     entries: Vec::new(),
                     next: NextValue::Key,
-                    seen: HashMap::new(),
+                    index: None,
                 };
                 self.open(mark, anchor, kind)?;
             }
@@ -278,7 +279,7 @@ impl Builder {
             FrameKind::Mapping {
                 entries,
                 next,
-                seen,
+                index,
             } => match std::mem::replace(next, NextValue::Key) {
                 NextValue::ValueOf(key) => {
                     entries.push(Entry {
@@ -288,7 +289,7 @@ impl Builder {
                     None
                 }
                 NextValue::Discarded => None,
-                NextValue::Key => match check_key(built.node, seen) {
+                NextValue::Key => match check_key(built.node, entries, index) {
                     Ok(key) => {
                         *next = NextValue::ValueOf(key);
                         None
@@ -427,8 +428,16 @@ impl Builder {
 
 type KeyError = (Mark, Option<String>, String);
 
-/// A node in key position as a [`Key`], or why it cannot be one.
-fn check_key(node: Node, seen: &mut HashMap<String, usize>) -> Result<Key, KeyError> {
+/// Mappings with more keys than this look duplicates up in a hash index.
+const INDEX_KEYS_FROM: usize = 16;
+
+/// A node in key position as a [`Key`], or why it cannot be one. `entries` are the
+/// mapping's entries so far; the key, if accepted, becomes the next one.
+fn check_key(
+    node: Node,
+    entries: &[Entry],
+    index: &mut Option<HashMap<String, usize>>,
+) -> Result<Key, KeyError> {
     let Value::Scalar(scalar) = node.value else {
         let found = if matches!(node.value, Value::Sequence(_)) {
             "a list"
@@ -448,7 +457,12 @@ fn check_key(node: Node, seen: &mut HashMap<String, usize>) -> Result<Key, KeyEr
             "YAML merge keys (<<) are not supported; write the keys out".to_owned(),
         ));
     }
-    if let Some(first) = seen.get(&scalar.text) {
+    let first = match index {
+        Some(index) => index.get(&scalar.text).and_then(|&i| entries.get(i)),
+        None => entries.iter().find(|e| e.key.scalar.text == scalar.text),
+    };
+    if let Some(first) = first {
+        let first = first.key.mark.line;
         return Err((
             node.mark,
             Some(scalar.text.clone()),
@@ -458,7 +472,18 @@ fn check_key(node: Node, seen: &mut HashMap<String, usize>) -> Result<Key, KeyEr
             ),
         ));
     }
-    seen.insert(scalar.text.clone(), node.mark.line);
+    match index {
+        Some(index) => {
+            index.insert(scalar.text.clone(), entries.len());
+        }
+        None if entries.len() + 1 >= INDEX_KEYS_FROM => {
+            let keys = entries.iter().map(|e| e.key.scalar.text.clone());
+            let mut built: HashMap<String, usize> = keys.zip(0..).collect();
+            built.insert(scalar.text.clone(), entries.len());
+            *index = Some(built);
+        }
+        None => {}
+    }
     Ok(Key {
         mark: node.mark,
         scalar,
@@ -567,6 +592,21 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(errors(text), vec![expected.to_string()], "{text:?}");
         }
+    }
+
+    #[test]
+    fn duplicates_are_found_in_large_mappings_too() {
+        let mut text: String = (0..40).map(|i| format!("k{i}: {i}\n")).collect();
+        text.push_str("k3: again\n");
+        assert_eq!(
+            errors(&text),
+            ["41:1: k3: duplicate key \"k3\" (first defined at line 4)"]
+        );
+        let docs = parse_stream(&text.replace("k3: again", "k40: 40")).unwrap();
+        let Value::Mapping(entries) = &docs[0].root.value else {
+            panic!()
+        };
+        assert_eq!(entries.len(), 41);
     }
 
     #[test]

@@ -504,7 +504,10 @@ impl<'a> Resolver<'a> {
                     );
                 }
             }
-            if direction == Direction::Ingress && endpoint != Identity::HOST && self.config.node.allow_localhost {
+            if direction == Direction::Ingress
+                && endpoint != Identity::HOST
+                && self.config.node.allow_localhost
+            {
                 // Cilium's `allow-localhost`: the local host reaches every local workload
                 // (probes, health checks) whatever its ingress rules; denies still win.
                 let c = Arc::new(Contribution {

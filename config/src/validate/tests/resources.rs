@@ -196,8 +196,20 @@ fn node_configs() {
                     admin_socket: Some("/run/sluice/admin.sock".into()),
                 }),
                 node_labels: Some(labels(&[("node-role.kubernetes.io/worker", "")])),
+                allow_localhost: Some("policy".into()),
             }),
             &[],
+        ),
+        case(
+            "spec §6 allow-localhost: always or policy",
+            nc(NodeConfigSpec {
+                allow_localhost: Some("never".into()),
+                ..NodeConfigSpec::default()
+            }),
+            &[(
+                "spec.allowLocalhost",
+                "unsupported allowLocalhost \"never\": supported values: \"always\", \"policy\"",
+            )],
         ),
         case(
             "kubernetes: node labels are plain labels",
