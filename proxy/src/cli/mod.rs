@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod observe;
 mod policy;
 
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ enum Command {
     /// Check and explain policy offline.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Show the running node's flows, like `hubble observe`.
+    Observe(Box<observe::ObserveArgs>),
 }
 
 /// Runs a command. `Ok` carries the exit code of a command that ran (e.g. 1 for an
@@ -26,6 +29,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Observe(args) => observe::run(*args),
     }
 }
 

@@ -1,0 +1,437 @@
+//! Loading the object, attaching every program to one cgroup, and the typed map
+//! handles the proxy drives.
+//!
+//! The `Datapath` owns the aya `Ebpf` (whose programs hold the cgroup links) and the
+//! instance lock: dropping it detaches every program and releases the lock. Pinned
+//! maps, when asked for, outlive it until [`Datapath::remove_pins`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SockOps};
+use aya::{Ebpf, EbpfLoader};
+use ipnet::IpNet;
+use sluice_identity::{Identity, Protocol};
+use tracing::{debug, info};
+
+use crate::Error;
+use crate::cgroup::{AttachCgroup, DEFAULT_LOCK_DIR, InstanceLock};
+use crate::events::EventReader;
+use crate::maps as raw;
+use crate::types::{
+    Action, CgroupId, Counters, OrigDst, VerdictKey, WorkloadEntry, client_key, ip_to_raw,
+};
+
+/// The object built from src/bpf/sluice.bpf.c by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sluice.bpf.o"));
+
+/// The programs of the object, by function name.
+pub const PROGRAMS: [&str; 8] = [
+    "sluice_connect4",
+    "sluice_connect6",
+    "sluice_sendmsg4",
+    "sluice_sendmsg6",
+    "sluice_recvmsg4",
+    "sluice_recvmsg6",
+    "sluice_sockops",
+    "sluice_ingress",
+];
+
+/// bpffs's `statfs` magic number.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Where and how to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The cgroup every program attaches to; workloads are enrolled below it. Never
+    /// the root of the hierarchy.
+    pub cgroup: PathBuf,
+    /// Pin the maps under this bpffs directory (reusing maps already pinned there).
+    /// `None`: maps live as long as the `Datapath`.
+    pub pin_dir: Option<PathBuf>,
+    /// Directory of the per-cgroup instance locks.
+    pub lock_dir: PathBuf,
+}
+
+impl LoadOptions {
+    pub fn new(cgroup: impl Into<PathBuf>) -> Self {
+        Self {
+            cgroup: cgroup.into(),
+            pin_dir: None,
+            lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
+        }
+    }
+
+    pub fn pin_maps_under(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pin_dir = Some(dir.into());
+        self
+    }
+
+    pub fn lock_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.lock_dir = dir.into();
+        self
+    }
+}
+
+/// Node-wide redirect targets. Ports are where the proxy and the DNS proxy listen on
+/// each workload's proxy address ([`WorkloadEntry::proxy_v4`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedirectPorts {
+    /// 0: not ready, redirected connects fail (closed).
+    pub proxy: u16,
+    /// 0: DNS is not redirected (UDP to port 53 is then like any other UDP).
+    pub dns_proxy: u16,
+}
+
+/// The loaded and attached datapath.
+pub struct Datapath {
+    // Field order is drop order: programs (and their cgroup links) go before the lock
+    // is released, so a successor never attaches beside a still-attached instance.
+    _ebpf: Ebpf,
+    workloads: HashMap<MapData, u64, raw::Workload>,
+    ipcache: LpmTrie<MapData, raw::IpcacheKeyData, raw::IpcacheEntry>,
+    verdicts: HashMap<MapData, raw::VerdictKey, raw::Verdict>,
+    config: Array<MapData, raw::Config>,
+    orig_dst_by_client: HashMap<MapData, raw::ClientKey, raw::OrigDst>,
+    counters: PerCpuArray<MapData, u64>,
+    events: Option<RingBuf<MapData>>,
+    cgroup: AttachCgroup,
+    pin_dir: Option<PathBuf>,
+    _lock: InstanceLock,
+}
+
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath")
+            .field("cgroup", &self.cgroup.path())
+            .field("pin_dir", &self.pin_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Datapath {
+    /// Loads the programs and maps and attaches every program to `options.cgroup`.
+    pub fn load(options: &LoadOptions) -> Result<Self, Error> {
+        let cgroup = AttachCgroup::new(&options.cgroup)?;
+        let lock = InstanceLock::acquire(&options.lock_dir, &cgroup)?;
+
+        let mut loader = EbpfLoader::new();
+        let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
+            Some(dir) => {
+                check_pin_dir(dir)?;
+                raw::ALL_MAPS.iter().map(|m| (*m, dir.join(m))).collect()
+            }
+            None => Vec::new(),
+        };
+        for (map, path) in &pin_paths {
+            loader.map_pin_path(map, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(Error::LoadObject)?;
+
+        let cgroup_file = cgroup.open()?;
+        for program in PROGRAMS {
+            attach(&mut ebpf, program, &cgroup, &cgroup_file)?;
+        }
+        info!(cgroup = %cgroup.path().display(), pinned = options.pin_dir.is_some(), "sluice datapath attached");
+
+        Ok(Self {
+            workloads: take_map(&mut ebpf, raw::MAP_WORKLOADS)?,
+            ipcache: take_map(&mut ebpf, raw::MAP_IPCACHE)?,
+            verdicts: take_map(&mut ebpf, raw::MAP_VERDICTS)?,
+            config: take_map(&mut ebpf, raw::MAP_CONFIG)?,
+            orig_dst_by_client: take_map(&mut ebpf, raw::MAP_ORIG_DST_BY_CLIENT)?,
+            counters: take_map(&mut ebpf, raw::MAP_COUNTERS)?,
+            events: Some(take_map(&mut ebpf, raw::MAP_EVENTS)?),
+            _ebpf: ebpf,
+            cgroup,
+            pin_dir: options.pin_dir.clone(),
+            _lock: lock,
+        })
+    }
+
+    /// The cgroup the programs are attached to (canonical path).
+    pub fn cgroup(&self) -> &Path {
+        self.cgroup.path()
+    }
+
+    pub fn workloads(&mut self) -> Workloads<'_> {
+        Workloads(&mut self.workloads)
+    }
+
+    pub fn ipcache(&mut self) -> IpCache<'_> {
+        IpCache(&mut self.ipcache)
+    }
+
+    pub fn verdicts(&mut self) -> Verdicts<'_> {
+        Verdicts(&mut self.verdicts)
+    }
+
+    /// Where redirected connections and DNS go. Until this is called the proxy port
+    /// is 0 and every connect that would be redirected fails (closed).
+    pub fn set_redirect_ports(&mut self, ports: RedirectPorts) -> Result<(), Error> {
+        let mut config = self.read_config()?;
+        config.proxy_port = ports.proxy;
+        config.dns_proxy_port = ports.dns_proxy;
+        self.write_config(config)
+    }
+
+    /// The current policy generation: verdicts of any other generation are ignored
+    /// from this call on, so one write invalidates every stale verdict at once.
+    pub fn set_generation(&mut self, generation: u32) -> Result<(), Error> {
+        let mut config = self.read_config()?;
+        config.generation = generation;
+        self.write_config(config)
+    }
+
+    pub fn generation(&self) -> Result<u32, Error> {
+        Ok(self.read_config()?.generation)
+    }
+
+    /// The original destination of a redirected TCP connection whose client is
+    /// `peer` (the accepted socket's peer address), removed from the map: each
+    /// connection is claimed once.
+    pub fn orig_dst_by_client(&mut self, peer: SocketAddr) -> Result<Option<OrigDst>, Error> {
+        let key = client_key(peer, Protocol::Tcp)?;
+        let map = raw::MAP_ORIG_DST_BY_CLIENT;
+        let entry = match self.orig_dst_by_client.get(&key, 0) {
+            Ok(entry) => entry,
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
+            Err(e) => return Err(Error::map(map)(e)),
+        };
+        match self.orig_dst_by_client.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(Error::map(map)(e)),
+        }
+        Ok(OrigDst::from_raw(entry))
+    }
+
+    /// The counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, Error> {
+        let read = |index: u32| -> Result<u64, Error> {
+            let values = self
+                .counters
+                .get(&index, 0)
+                .map_err(Error::map(raw::MAP_COUNTERS))?;
+            Ok(values.iter().sum())
+        };
+        Ok(Counters {
+            redirected: read(raw::CTR_REDIRECTED)?,
+            bypassed: read(raw::CTR_BYPASSED)?,
+            denied: read(raw::CTR_DENIED)?,
+            dns_redirected: read(raw::CTR_DNS_REDIRECTED)?,
+            dns_replies_rewritten: read(raw::CTR_DNS_REPLIES_REWRITTEN)?,
+            ingress_dropped: read(raw::CTR_INGRESS_DROPPED)?,
+            not_ready: read(raw::CTR_NOT_READY)?,
+            events_lost: read(raw::CTR_EVENTS_LOST)?,
+            map_full: read(raw::CTR_MAP_FULL)?,
+            stale_verdicts: read(raw::CTR_STALE_VERDICT)?,
+        })
+    }
+
+    /// The reader of kernel decisions. There is one ring buffer and one reader: the
+    /// second call returns `None`.
+    pub fn take_event_reader(&mut self) -> Option<EventReader> {
+        self.events.take().map(EventReader::new)
+    }
+
+    /// Removes the pin files of every map (the maps live on while this `Datapath`
+    /// holds them). Nothing to do when the maps are not pinned.
+    pub fn remove_pins(&self) -> Result<(), Error> {
+        let Some(dir) = &self.pin_dir else {
+            return Ok(());
+        };
+        for map in raw::ALL_MAPS {
+            let path = dir.join(map);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Unpin { path, source }),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_config(&self) -> Result<raw::Config, Error> {
+        self.config.get(&0, 0).map_err(Error::map(raw::MAP_CONFIG))
+    }
+
+    fn write_config(&mut self, config: raw::Config) -> Result<(), Error> {
+        self.config
+            .set(0, config, 0)
+            .map_err(Error::map(raw::MAP_CONFIG))
+    }
+}
+
+/// WORKLOADS: which cgroups are enrolled, as what.
+pub struct Workloads<'a>(&'a mut HashMap<MapData, u64, raw::Workload>);
+
+impl Workloads<'_> {
+    pub fn insert(&mut self, cgroup: CgroupId, entry: WorkloadEntry) -> Result<(), Error> {
+        self.0
+            .insert(cgroup.0, entry.to_raw(), 0)
+            .map_err(Error::map(raw::MAP_WORKLOADS))
+    }
+
+    pub fn get(&self, cgroup: CgroupId) -> Result<Option<WorkloadEntry>, Error> {
+        match self.0.get(&cgroup.0, 0) {
+            Ok(w) => Ok(Some(WorkloadEntry::from_raw(w))),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(Error::map(raw::MAP_WORKLOADS)(e)),
+        }
+    }
+
+    /// Un-enrolls a cgroup: its new sockets are no longer touched. `false` when it was
+    /// not enrolled.
+    pub fn remove(&mut self, cgroup: CgroupId) -> Result<bool, Error> {
+        absent_is_false(self.0.remove(&cgroup.0), raw::MAP_WORKLOADS)
+    }
+}
+
+/// IPCACHE: prefixes to identities, longest prefix wins. Addresses it does not know
+/// get the reserved identity `world`.
+pub struct IpCache<'a>(&'a mut LpmTrie<MapData, raw::IpcacheKeyData, raw::IpcacheEntry>);
+
+impl IpCache<'_> {
+    pub fn insert(&mut self, net: IpNet, identity: Identity) -> Result<(), Error> {
+        let entry = raw::IpcacheEntry {
+            identity: identity.0,
+        };
+        self.0
+            .insert(&lpm_key(net), entry, 0)
+            .map_err(Error::map(raw::MAP_IPCACHE))
+    }
+
+    pub fn remove(&mut self, net: IpNet) -> Result<bool, Error> {
+        absent_is_false(self.0.remove(&lpm_key(net)), raw::MAP_IPCACHE)
+    }
+}
+
+fn lpm_key(net: IpNet) -> LpmKey<raw::IpcacheKeyData> {
+    let net = net.trunc();
+    let (family, addr) = ip_to_raw(net.addr());
+    // An IPv4-mapped IPv6 prefix is stored as the IPv4 prefix it covers.
+    let prefix_len = match (net, family) {
+        (IpNet::V6(v6), raw::AF_INET) => u32::from(v6.prefix_len().saturating_sub(96)),
+        _ => u32::from(net.prefix_len()),
+    };
+    LpmKey::new(
+        raw::IPCACHE_PREFIX_BASE + prefix_len,
+        raw::IpcacheKeyData {
+            family,
+            _pad: [0; 3],
+            addr,
+        },
+    )
+}
+
+/// VERDICTS: kernel-side decisions, valid only for the generation they carry.
+pub struct Verdicts<'a>(&'a mut HashMap<MapData, raw::VerdictKey, raw::Verdict>);
+
+impl Verdicts<'_> {
+    pub fn insert(
+        &mut self,
+        key: VerdictKey,
+        action: Action,
+        generation: u32,
+    ) -> Result<(), Error> {
+        let (action, drop_reason) = match action {
+            Action::Bypass => (raw::ACTION_BYPASS, 0),
+            Action::Deny(reason) => (raw::ACTION_DENY, reason.code()),
+            Action::Redirect => (raw::ACTION_REDIRECT, 0),
+        };
+        let value = raw::Verdict {
+            action,
+            drop_reason,
+            _pad: 0,
+            generation,
+        };
+        self.0
+            .insert(key.to_raw()?, value, 0)
+            .map_err(Error::map(raw::MAP_VERDICTS))
+    }
+
+    pub fn remove(&mut self, key: VerdictKey) -> Result<bool, Error> {
+        absent_is_false(self.0.remove(&key.to_raw()?), raw::MAP_VERDICTS)
+    }
+}
+
+fn absent_is_false(
+    result: Result<(), aya::maps::MapError>,
+    map: &'static str,
+) -> Result<bool, Error> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+        Err(e) => Err(Error::map(map)(e)),
+    }
+}
+
+fn take_map<M>(ebpf: &mut Ebpf, map: &'static str) -> Result<M, Error>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let data = ebpf.take_map(map).ok_or(Error::MissingMap { map })?;
+    M::try_from(data).map_err(Error::map(map))
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    cgroup: &AttachCgroup,
+    file: &std::fs::File,
+) -> Result<(), Error> {
+    let missing = || Error::MissingProgram { program };
+    let load_err = |source| Error::LoadProgram { program, source };
+    let attach_err = |source| Error::Attach {
+        program,
+        cgroup: cgroup.path().to_owned(),
+        source,
+    };
+    let prog = ebpf.program_mut(program).ok_or_else(missing)?;
+    let mode = CgroupAttachMode::Single;
+    match prog {
+        aya::programs::Program::CgroupSockAddr(p) => {
+            let p: &mut CgroupSockAddr = p;
+            p.load().map_err(load_err)?;
+            p.attach(file, mode).map_err(attach_err)?;
+        }
+        aya::programs::Program::SockOps(p) => {
+            let p: &mut SockOps = p;
+            p.load().map_err(load_err)?;
+            p.attach(file, mode).map_err(attach_err)?;
+        }
+        aya::programs::Program::CgroupSkb(p) => {
+            let p: &mut CgroupSkb = p;
+            p.load().map_err(load_err)?;
+            p.attach(file, CgroupSkbAttachType::Ingress, mode)
+                .map_err(attach_err)?;
+        }
+        _ => return Err(missing()),
+    }
+    debug!(program, cgroup = %cgroup.path().display(), "attached");
+    Ok(())
+}
+
+fn check_pin_dir(dir: &Path) -> Result<(), Error> {
+    let pin_err = |reason: String| Error::PinDir {
+        dir: dir.to_owned(),
+        reason,
+    };
+    let probe = if dir.exists() {
+        dir
+    } else {
+        dir.parent()
+            .ok_or_else(|| pin_err("has no parent directory".to_owned()))?
+    };
+    let stat = rustix::fs::statfs(probe)
+        .map_err(|e| pin_err(format!("statfs {}: {e}", probe.display())))?;
+    if stat.f_type != BPF_FS_MAGIC {
+        return Err(pin_err(format!("{} is not on a bpffs", probe.display())));
+    }
+    if !dir.exists() {
+        std::fs::create_dir(dir).map_err(|e| pin_err(format!("cannot create it: {e}")))?;
+    }
+    Ok(())
+}
