@@ -75,10 +75,10 @@ impl LabelKey {
     }
 
     fn parse_with_default(s: &str, default: LabelSource) -> Self {
-        if let Some((prefix, rest)) = s.split_once(':') {
-            if let Some(source) = LabelSource::parse(prefix) {
-                return Self::new(source, rest);
-            }
+        if let Some((prefix, rest)) = s.split_once(':')
+            && let Some(source) = LabelSource::parse(prefix)
+        {
+            return Self::new(source, rest);
         }
         Self::new(default, s)
     }

@@ -223,10 +223,11 @@ fn compile_pattern(pattern: &str) -> Matcher {
     // Cilium (matchpattern.go escapeRegexpCharacters): two or more leading stars followed by
     // a dot match one or more whole labels. Anywhere else `**` is just `*`.
     let leading = lower.bytes().take_while(|&b| b == b'*').count();
-    if leading >= 2 && lower.as_bytes().get(leading) == Some(&b'.') {
-        if let Some(rest) = canonical.strip_prefix("*.") {
-            return Matcher::Subdomains(rest.to_owned());
-        }
+    if leading >= 2
+        && lower.as_bytes().get(leading) == Some(&b'.')
+        && let Some(rest) = canonical.strip_prefix("*.")
+    {
+        return Matcher::Subdomains(rest.to_owned());
     }
     if canonical.contains('*') {
         Matcher::Glob(canonical)

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SockOps};
 use aya::{Ebpf, EbpfLoader};
 use ipnet::IpNet;
@@ -53,6 +54,12 @@ pub struct LoadOptions {
     pub pin_dir: Option<PathBuf>,
     /// Directory of the per-cgroup instance locks.
     pub lock_dir: PathBuf,
+    /// Pin the cgroup links under this bpffs directory, so the programs stay attached
+    /// if the process dies without cleaning up: redirected connections then fail
+    /// (nothing listens on the proxy port) instead of going through unenforced.
+    /// Links a killed predecessor left there are detached first. Dropping the
+    /// `Datapath` unpins and detaches. `None`: the links live as long as the process.
+    pub link_pin_dir: Option<PathBuf>,
 }
 
 impl LoadOptions {
@@ -61,11 +68,17 @@ impl LoadOptions {
             cgroup: cgroup.into(),
             pin_dir: None,
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
+            link_pin_dir: None,
         }
     }
 
     pub fn pin_maps_under(mut self, dir: impl Into<PathBuf>) -> Self {
         self.pin_dir = Some(dir.into());
+        self
+    }
+
+    pub fn pin_links_under(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.link_pin_dir = Some(dir.into());
         self
     }
 
@@ -89,6 +102,7 @@ pub struct RedirectPorts {
 pub struct Datapath {
     // Field order is drop order: programs (and their cgroup links) go before the lock
     // is released, so a successor never attaches beside a still-attached instance.
+    _links: Links,
     _ebpf: Ebpf,
     workloads: HashMap<MapData, u64, raw::Workload>,
     ipcache: LpmTrie<MapData, raw::IpcacheKeyData, raw::IpcacheEntry>,
@@ -131,12 +145,29 @@ impl Datapath {
         let mut ebpf = loader.load(OBJECT).map_err(Error::LoadObject)?;
 
         let cgroup_file = cgroup.open()?;
+        let mut links = Links::default();
+        if let Some(dir) = &options.link_pin_dir {
+            check_pin_dir(dir)?;
+            detach_stale_links(dir)?;
+        }
         for program in PROGRAMS {
-            attach(&mut ebpf, program, &cgroup, &cgroup_file)?;
+            let link = attach(&mut ebpf, program, &cgroup, &cgroup_file)?;
+            match &options.link_pin_dir {
+                Some(dir) => {
+                    let path = dir.join(program);
+                    let pinned = link.pin(&path).map_err(|e| Error::Unpin {
+                        path: path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                    links.pinned.push(pinned);
+                }
+                None => links.held.push(link),
+            }
         }
         info!(cgroup = %cgroup.path().display(), pinned = options.pin_dir.is_some(), "sluice datapath attached");
 
         Ok(Self {
+            _links: links,
             workloads: take_map(&mut ebpf, raw::MAP_WORKLOADS)?,
             ipcache: take_map(&mut ebpf, raw::MAP_IPCACHE)?,
             verdicts: take_map(&mut ebpf, raw::MAP_VERDICTS)?,
@@ -376,12 +407,14 @@ where
     M::try_from(data).map_err(Error::map(map))
 }
 
+/// Loads and attaches one program; returns its link, taken out of aya's keeping so that
+/// the caller holds (or pins) it.
 fn attach(
     ebpf: &mut Ebpf,
     program: &'static str,
     cgroup: &AttachCgroup,
     file: &std::fs::File,
-) -> Result<(), Error> {
+) -> Result<FdLink, Error> {
     let missing = || Error::MissingProgram { program };
     let load_err = |source| Error::LoadProgram { program, source };
     let attach_err = |source| Error::Attach {
@@ -395,22 +428,76 @@ fn attach(
         aya::programs::Program::CgroupSockAddr(p) => {
             let p: &mut CgroupSockAddr = p;
             p.load().map_err(load_err)?;
-            p.attach(file, mode).map_err(attach_err)?;
+            let id = p.attach(file, mode).map_err(attach_err)?;
+            let link = p.take_link(id).map_err(attach_err)?;
+            debug!(program, cgroup = %cgroup.path().display(), "attached");
+            fd_link(program, link)
         }
         aya::programs::Program::SockOps(p) => {
             let p: &mut SockOps = p;
             p.load().map_err(load_err)?;
-            p.attach(file, mode).map_err(attach_err)?;
+            let id = p.attach(file, mode).map_err(attach_err)?;
+            let link = p.take_link(id).map_err(attach_err)?;
+            debug!(program, cgroup = %cgroup.path().display(), "attached");
+            fd_link(program, link)
         }
         aya::programs::Program::CgroupSkb(p) => {
             let p: &mut CgroupSkb = p;
             p.load().map_err(load_err)?;
-            p.attach(file, CgroupSkbAttachType::Ingress, mode)
+            let id = p
+                .attach(file, CgroupSkbAttachType::Ingress, mode)
                 .map_err(attach_err)?;
+            let link = p.take_link(id).map_err(attach_err)?;
+            debug!(program, cgroup = %cgroup.path().display(), "attached");
+            fd_link(program, link)
         }
-        _ => return Err(missing()),
+        _ => Err(missing()),
     }
-    debug!(program, cgroup = %cgroup.path().display(), "attached");
+}
+
+fn fd_link<L>(program: &'static str, link: L) -> Result<FdLink, Error>
+where
+    FdLink: TryFrom<L>,
+{
+    FdLink::try_from(link).map_err(|_| Error::NoLink { program })
+}
+
+/// The instance's cgroup links: held (the programs stay attached while the process
+/// lives) or pinned (they stay attached until unpinned). Dropping detaches both.
+#[derive(Default)]
+struct Links {
+    held: Vec<FdLink>,
+    pinned: Vec<PinnedLink>,
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        for link in self.pinned.drain(..) {
+            // Unpinning hands back the link; dropping it detaches the program.
+            if let Err(e) = link.unpin() {
+                tracing::warn!(error = %e, "could not unpin a BPF link");
+            }
+        }
+    }
+}
+
+/// Detaches the links a predecessor that died left pinned in `dir`.
+fn detach_stale_links(dir: &Path) -> Result<(), Error> {
+    for program in PROGRAMS {
+        let path = dir.join(program);
+        if !path.exists() {
+            continue;
+        }
+        info!(path = %path.display(), "detaching a BPF link left by a previous instance");
+        match PinnedLink::from_pin(&path) {
+            Ok(link) => {
+                let _ = link.unpin();
+            }
+            Err(_) => {
+                std::fs::remove_file(&path).map_err(|source| Error::Unpin { path, source })?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -49,6 +49,11 @@ pub enum Error {
         source: aya::programs::ProgramError,
     },
 
+    #[error(
+        "program {program} was attached without a BPF link (kernel too old?); sluice needs links to keep programs attached"
+    )]
+    NoLink { program: &'static str },
+
     #[error("BPF map {map} is missing from the object")]
     MissingMap { map: &'static str },
 

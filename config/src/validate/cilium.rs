@@ -343,13 +343,13 @@ fn cidr_rules(list: Option<&[CidrRule]>, at: &FieldPath, report: &mut Report) {
                 report,
             );
         }
-        if let Some(name) = group_ref {
-            if let Err(reason) = names::dns1123_subdomain(name) {
-                report.add(
-                    &at.key("cidrGroupRef"),
-                    format!("invalid CiliumCIDRGroup name {}: {reason}", go_quote(name)),
-                );
-            }
+        if let Some(name) = group_ref
+            && let Err(reason) = names::dns1123_subdomain(name)
+        {
+            report.add(
+                &at.key("cidrGroupRef"),
+                format!("invalid CiliumCIDRGroup name {}: {reason}", go_quote(name)),
+            );
         }
         let allow = match cidr_text.map(|c| (c, cidr::parse(c, BareIp::Rejected))) {
             None => None,
@@ -381,15 +381,15 @@ fn cidr_rules(list: Option<&[CidrRule]>, at: &FieldPath, report: &mut Report) {
                     ),
                 ),
                 Ok(ex_net) => {
-                    if let (Some(allow), Some(c)) = (allow, cidr_text) {
-                        if !cidr::contains(&allow, &ex_net) {
-                            report.add(
-                                &ex_at,
-                                format!(
-                                    "allow CIDR prefix {c} does not contain exclude CIDR prefix {ex}"
-                                ),
-                            );
-                        }
+                    if let (Some(allow), Some(c)) = (allow, cidr_text)
+                        && !cidr::contains(&allow, &ex_net)
+                    {
+                        report.add(
+                            &ex_at,
+                            format!(
+                                "allow CIDR prefix {c} does not contain exclude CIDR prefix {ex}"
+                            ),
+                        );
                     }
                 }
             }
@@ -406,13 +406,13 @@ fn service_ref(s: &ServiceRef, at: &FieldPath, report: &mut Report) {
     }
     if let Some(svc) = &s.k8s_service {
         let at = at.key("k8sService");
-        if let Some(name) = &svc.service_name {
-            if let Err(reason) = names::dns1035_label(name) {
-                report.add(
-                    &at.key("serviceName"),
-                    format!("invalid service name {}: {reason}", go_quote(name)),
-                );
-            }
+        if let Some(name) = &svc.service_name
+            && let Err(reason) = names::dns1035_label(name)
+        {
+            report.add(
+                &at.key("serviceName"),
+                format!("invalid service name {}: {reason}", go_quote(name)),
+            );
         }
         namespace_field(svc.namespace.as_deref(), &at, report);
     }
@@ -429,13 +429,13 @@ fn service_ref(s: &ServiceRef, at: &FieldPath, report: &mut Report) {
 }
 
 fn namespace_field(ns: Option<&str>, at: &FieldPath, report: &mut Report) {
-    if let Some(ns) = ns {
-        if let Err(reason) = names::dns1123_label(ns) {
-            report.add(
-                &at.key("namespace"),
-                format!("invalid namespace {}: {reason}", go_quote(ns)),
-            );
-        }
+    if let Some(ns) = ns
+        && let Err(reason) = names::dns1123_label(ns)
+    {
+        report.add(
+            &at.key("namespace"),
+            format!("invalid namespace {}: {reason}", go_quote(ns)),
+        );
     }
 }
 

@@ -125,13 +125,13 @@ fn ip_block(block: &IpBlock, at: &FieldPath, report: &mut Report) {
             ),
             Ok(ex_net) => {
                 // Kubernetes wants a strict subset: excepting the whole block is a mistake.
-                if let Some(net) = &net {
-                    if ex_net.prefix_len() <= net.prefix_len() || !cidr::contains(net, &ex_net) {
-                        report.add(
-                            &ex_at,
-                            format!("except {ex} must be a strict subset of cidr {}", block.cidr),
-                        );
-                    }
+                if let Some(net) = &net
+                    && (ex_net.prefix_len() <= net.prefix_len() || !cidr::contains(net, &ex_net))
+                {
+                    report.add(
+                        &ex_at,
+                        format!("except {ex} must be a strict subset of cidr {}", block.cidr),
+                    );
                 }
             }
         }
@@ -139,16 +139,16 @@ fn ip_block(block: &IpBlock, at: &FieldPath, report: &mut Report) {
 }
 
 fn port(port: &NetworkPolicyPort, at: &FieldPath, report: &mut Report) {
-    if let Some(proto) = &port.protocol {
-        if !matches!(proto.as_str(), "TCP" | "UDP" | "SCTP") {
-            report.add(
-                &at.key("protocol"),
-                format!(
-                    "unsupported protocol {}: supported values: \"TCP\", \"UDP\", \"SCTP\"",
-                    go_quote(proto)
-                ),
-            );
-        }
+    if let Some(proto) = &port.protocol
+        && !matches!(proto.as_str(), "TCP" | "UDP" | "SCTP")
+    {
+        report.add(
+            &at.key("protocol"),
+            format!(
+                "unsupported protocol {}: supported values: \"TCP\", \"UDP\", \"SCTP\"",
+                go_quote(proto)
+            ),
+        );
     }
     // `None`: absent, named or invalid.
     let mut number = None;
@@ -189,10 +189,10 @@ fn port(port: &NetworkPolicyPort, at: &FieldPath, report: &mut Report) {
             );
         } else if !(1..=MAX_PORT).contains(&end) {
             report.add(&end_at, "endPort must be between 1 and 65535, inclusive");
-        } else if let Some(start) = number {
-            if end < start {
-                report.add(&end_at, "endPort must be greater than or equal to port");
-            }
+        } else if let Some(start) = number
+            && end < start
+        {
+            report.add(&end_at, "endPort must be greater than or equal to port");
         }
     }
 }

@@ -139,13 +139,11 @@ fn port_rule(pr: &PortRule, at: &FieldPath, section: Section, report: &mut Repor
             );
         }
         // DNS rules may use TCP, UDP or ANY; every other L7 parser needs TCP.
-        if !has_dns {
-            if let Some(proto) = parsed.protocol.filter(|p| *p != "TCP") {
-                report.add(
-                    &field_or_entry(&pp_at, "protocol", pp.protocol.is_some()),
-                    format!("L7 rules can only apply to TCP (not {proto}) except for DNS rules"),
-                );
-            }
+        if !has_dns && let Some(proto) = parsed.protocol.filter(|p| *p != "TCP") {
+            report.add(
+                &field_or_entry(&pp_at, "protocol", pp.protocol.is_some()),
+                format!("L7 rules can only apply to TCP (not {proto}) except for DNS rules"),
+            );
         }
     }
 

@@ -28,13 +28,13 @@ pub(super) fn workload(w: &Workload, report: &mut Report) {
     let spec = &w.spec;
     let at = root.key("spec");
 
-    if let Some(sa) = &spec.service_account {
-        if let Err(reason) = names::dns1123_subdomain(sa) {
-            report.add(
-                &at.key("serviceAccount"),
-                format!("invalid service account name {}: {reason}", go_quote(sa)),
-            );
-        }
+    if let Some(sa) = &spec.service_account
+        && let Err(reason) = names::dns1123_subdomain(sa)
+    {
+        report.add(
+            &at.key("serviceAccount"),
+            format!("invalid service account name {}: {reason}", go_quote(sa)),
+        );
     }
 
     let mut seen_addresses = BTreeSet::new();
@@ -129,13 +129,13 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
     let root = FieldPath::root();
     let meta_at = root.key("metadata");
     // One NodeConfig per configuration: its name is optional, but must be valid if given.
-    if !n.metadata.name.is_empty() {
-        if let Err(reason) = names::dns1123_subdomain(&n.metadata.name) {
-            report.add(
-                &meta_at.key("name"),
-                format!("invalid name {}: {reason}", go_quote(&n.metadata.name)),
-            );
-        }
+    if !n.metadata.name.is_empty()
+        && let Err(reason) = names::dns1123_subdomain(&n.metadata.name)
+    {
+        report.add(
+            &meta_at.key("name"),
+            format!("invalid name {}: {reason}", go_quote(&n.metadata.name)),
+        );
     }
     if let Some(labels) = &n.metadata.labels {
         selector::label_map(
@@ -163,45 +163,45 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
             );
         }
     }
-    if let Some(td) = &spec.trust_domain {
-        if let Some(message) = trust_domain(td) {
-            report.add(&at.key("trustDomain"), message);
-        }
+    if let Some(td) = &spec.trust_domain
+        && let Some(message) = trust_domain(td)
+    {
+        report.add(&at.key("trustDomain"), message);
     }
-    if let Some(node) = &spec.node_name {
-        if let Err(reason) = names::dns1123_subdomain(node) {
-            report.add(
-                &at.key("nodeName"),
-                format!("invalid nodeName {}: {reason}", go_quote(node)),
-            );
-        }
+    if let Some(node) = &spec.node_name
+        && let Err(reason) = names::dns1123_subdomain(node)
+    {
+        report.add(
+            &at.key("nodeName"),
+            format!("invalid nodeName {}: {reason}", go_quote(node)),
+        );
     }
     if let Some(labels) = &spec.node_labels {
         // Matched by `nodeSelector` rules, whose keys may carry a Cilium source prefix; the
         // labels themselves are plain.
         selector::label_map(labels, &at.key("nodeLabels"), LabelKeys::Kubernetes, report);
     }
-    if let Some(mode) = &spec.policy_enforcement {
-        if !matches!(mode.as_str(), "default" | "always" | "never") {
-            report.add(
+    if let Some(mode) = &spec.policy_enforcement
+        && !matches!(mode.as_str(), "default" | "always" | "never")
+    {
+        report.add(
                 &at.key("policyEnforcement"),
                 format!(
                     "unsupported policyEnforcement {}: supported values: \"default\", \"always\", \"never\"",
                     go_quote(mode)
                 ),
             );
-        }
     }
-    if let Some(mode) = &spec.allow_localhost {
-        if !matches!(mode.as_str(), "always" | "policy") {
-            report.add(
-                &at.key("allowLocalhost"),
-                format!(
-                    "unsupported allowLocalhost {}: supported values: \"always\", \"policy\"",
-                    go_quote(mode)
-                ),
-            );
-        }
+    if let Some(mode) = &spec.allow_localhost
+        && !matches!(mode.as_str(), "always" | "policy")
+    {
+        report.add(
+            &at.key("allowLocalhost"),
+            format!(
+                "unsupported allowLocalhost {}: supported values: \"always\", \"policy\"",
+                go_quote(mode)
+            ),
+        );
     }
     if let Some(proxy) = &spec.proxy {
         let p_at = at.key("proxy");
@@ -229,16 +229,16 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
                 format!("port and dnsPort must differ (both are {port})"),
             );
         }
-        if let Some(socket) = &proxy.admin_socket {
-            if !socket.starts_with('/') {
-                report.add(
-                    &p_at.key("adminSocket"),
-                    format!(
-                        "adminSocket must be an absolute path, like {}",
-                        NodeSettings::DEFAULT_ADMIN_SOCKET
-                    ),
-                );
-            }
+        if let Some(socket) = &proxy.admin_socket
+            && !socket.starts_with('/')
+        {
+            report.add(
+                &p_at.key("adminSocket"),
+                format!(
+                    "adminSocket must be an absolute path, like {}",
+                    NodeSettings::DEFAULT_ADMIN_SOCKET
+                ),
+            );
         }
     }
 }
@@ -277,19 +277,19 @@ pub(super) fn service(s: &Service, report: &mut Report) {
     let spec = &s.spec;
     let at = root.key("spec");
 
-    if let Some(t) = &spec.service_type {
-        if !matches!(
+    if let Some(t) = &spec.service_type
+        && !matches!(
             t.as_str(),
             "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
-        ) {
-            report.add(
+        )
+    {
+        report.add(
                 &at.key("type"),
                 format!(
                     "unsupported service type {}: supported values: \"ClusterIP\", \"NodePort\", \"LoadBalancer\", \"ExternalName\"",
                     go_quote(t)
                 ),
             );
-        }
     }
     if let Some(sel) = &spec.selector {
         selector::label_map(sel, &at.key("selector"), LabelKeys::Kubernetes, report);

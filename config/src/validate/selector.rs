@@ -34,13 +34,13 @@ pub(super) fn object_meta(meta: &ObjectMeta, at: &FieldPath, rule: NameRule, rep
             );
         }
     }
-    if let Some(ns) = &meta.namespace {
-        if let Err(reason) = names::dns1123_label(ns) {
-            report.add(
-                &at.key("namespace"),
-                format!("invalid namespace {}: {reason}", go_quote(ns)),
-            );
-        }
+    if let Some(ns) = &meta.namespace
+        && let Err(reason) = names::dns1123_label(ns)
+    {
+        report.add(
+            &at.key("namespace"),
+            format!("invalid namespace {}: {reason}", go_quote(ns)),
+        );
     }
     if let Some(labels) = &meta.labels {
         label_map(labels, &at.key("labels"), LabelKeys::Kubernetes, report);

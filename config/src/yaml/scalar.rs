@@ -84,20 +84,22 @@ fn resolve_plain(text: &str) -> Resolved {
     if is_decimal(text) {
         return parse_int(text, 10);
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return parse_int(hex, 16);
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return parse_int(hex, 16);
     }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if !oct.is_empty() && oct.bytes().all(|b| matches!(b, b'0'..=b'7')) {
-            return parse_int(oct, 8);
-        }
+    if let Some(oct) = text.strip_prefix("0o")
+        && !oct.is_empty()
+        && oct.bytes().all(|b| matches!(b, b'0'..=b'7'))
+    {
+        return parse_int(oct, 8);
     }
-    if is_float(text) {
-        if let Ok(f) = text.parse::<f64>() {
-            return Resolved::Float(f);
-        }
+    if is_float(text)
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return Resolved::Float(f);
     }
     Resolved::Str
 }

@@ -542,10 +542,10 @@ impl<'a> Resolver<'a> {
         items: &mut DirectionItems,
     ) {
         let peers = self.peers(&entry.peers);
-        if let PeerSet::Some(set) = &peers {
-            if set.is_empty() {
-                return;
-            }
+        if let PeerSet::Some(set) = &peers
+            && set.is_empty()
+        {
+            return;
         }
         let selector_key = peer_selector_key(&entry.peers);
         let mut push =

@@ -67,14 +67,14 @@ impl AdminServer {
     /// called within a tokio runtime.
     pub fn bind(path: impl AsRef<Path>) -> Result<Self, AdminError> {
         let path = path.as_ref().to_owned();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(parent)
-                    .map_err(io_err("create directory", parent))?;
-            }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io_err("create directory", parent))?;
         }
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if !meta.file_type().is_socket() => return Err(AdminError::NotASocket(path)),

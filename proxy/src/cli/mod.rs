@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod node;
 mod observe;
 mod policy;
 
@@ -22,6 +23,10 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Show the running node's flows, like `hubble observe`.
     Observe(Box<observe::ObserveArgs>),
+    /// Run the node: pods, BPF redirects, the proxy and flows (root).
+    Up(node::UpArgs),
+    /// Run a command inside a running pod's cgroup and network namespace.
+    Exec(node::ExecArgs),
 }
 
 /// Runs a command. `Ok` carries the exit code of a command that ran (e.g. 1 for an
@@ -30,6 +35,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Observe(args) => observe::run(*args),
+        Command::Up(args) => node::run_up(args),
+        Command::Exec(args) => node::run_exec(args),
     }
 }
 

@@ -61,9 +61,9 @@ impl Timestamp {
         );
         let n = self.nanos;
         if n != 0 {
-            if n % 1_000_000 == 0 {
+            if n.is_multiple_of(1_000_000) {
                 out.push_str(&format!(".{:03}", n / 1_000_000));
-            } else if n % 1_000 == 0 {
+            } else if n.is_multiple_of(1_000) {
                 out.push_str(&format!(".{:06}", n / 1_000));
             } else {
                 out.push_str(&format!(".{n:09}"));

@@ -297,12 +297,12 @@ impl Tracker {
             ] {
                 for ns in namespaces {
                     for pod in pods {
-                        if let Some((pod_ns, _)) = pod.split_once('/') {
-                            if pod_ns != ns {
-                                return Err(FlagError(format!(
-                                    "namespace conflict: {ns:?} does not contain {pod:?}"
-                                )));
-                            }
+                        if let Some((pod_ns, _)) = pod.split_once('/')
+                            && pod_ns != ns
+                        {
+                            return Err(FlagError(format!(
+                                "namespace conflict: {ns:?} does not contain {pod:?}"
+                            )));
                         }
                     }
                 }

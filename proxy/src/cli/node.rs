@@ -1,0 +1,63 @@
+//! `sluice up` and `sluice exec`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use sluice_proxy::node::pods::{PodNames, enter_command};
+use sluice_proxy::node::{UpOptions, node_cgroup, up};
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Files or directories (read recursively) of YAML.
+    #[arg(short, long, required = true)]
+    config: Vec<PathBuf>,
+    /// Do not print flows on stdout (they stay available to `sluice observe`).
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The workload, `namespace/name`.
+    workload: String,
+    /// The command to run inside the workload's cgroup and network namespace.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(up(UpOptions {
+        config: args.config,
+        print_flows: !args.quiet,
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let Some((namespace, name)) = args.workload.split_once('/') else {
+        bail!("{:?}: name the workload as namespace/name", args.workload);
+    };
+    let names = PodNames::of(namespace, name);
+    let cgroup = node_cgroup()?.join(namespace).join(name);
+    if !cgroup.exists()
+        || !std::path::Path::new("/run/netns")
+            .join(&names.netns)
+            .exists()
+    {
+        bail!(
+            "no running pod {namespace}/{name}: is `sluice up` running with a workload of that name that has `run`?"
+        );
+    }
+    let status = enter_command(&cgroup, &names.netns, &args.command)
+        .status()
+        .with_context(|| format!("running {:?} in {namespace}/{name}", args.command))?;
+    Ok(ExitCode::from(
+        u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
+    ))
+}

@@ -1,0 +1,71 @@
+//! Kernel-side decisions (the BPF ring buffer) become flows, so a connection decided in
+//! the kernel (BYPASS or DENY at connect) is as visible as one the proxy decided.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sluice_bpf::{EventReader, EventVerdict, KernelDropReason, KernelEvent};
+use tracing::warn;
+
+use super::proxy::{Shared, endpoint_of, push};
+use crate::flow::{Flow, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp};
+
+/// Reads kernel events on a thread of its own until `stop` is set.
+pub fn spawn_reader(
+    mut reader: EventReader,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match reader.next_timeout(Duration::from_millis(200)) {
+                Ok(Some(event)) => record(&shared, &event),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(error = %e, "reading kernel events failed; kernel decisions no longer become flows");
+                    return;
+                }
+            }
+        }
+    })
+}
+
+fn record(shared: &Shared, e: &KernelEvent) {
+    let (verdict, drop_reason) = match (e.verdict, e.drop_reason) {
+        (EventVerdict::Forwarded, _) => (FlowVerdict::Forwarded, None),
+        (EventVerdict::Dropped, Some(KernelDropReason::Policy(reason))) => {
+            (FlowVerdict::Dropped, Some(reason))
+        }
+        (EventVerdict::Dropped, _) => (FlowVerdict::Dropped, None),
+        // The proxy reports what it decides for redirected connections.
+        (EventVerdict::Redirected, _) => return,
+    };
+    let snapshot = shared.state.load();
+    let universe = snapshot.policy.universe();
+    let ev = L4Event {
+        time: Timestamp::now(),
+        node_name: &shared.node_name,
+        source: endpoint_of(universe, e.src_identity, e.src.ip()),
+        destination: endpoint_of(universe, e.dst_identity, e.dst.ip()),
+        source_ip: e.src.ip(),
+        destination_ip: e.dst.ip(),
+        l4: Layer4::connection(e.proto, e.src.port(), e.dst.port()),
+        direction: e.direction,
+        verdict,
+        drop_reason,
+        match_type: PolicyMatchType::L3L4,
+        allowed_by: &[],
+        denied_by: &[],
+        policy_revision: u64::from(snapshot.generation),
+        auth: None,
+        proxy_port: None,
+        socket_cookie: Some(e.socket_cookie),
+        cgroup_id: Some(e.cgroup.0),
+    };
+    push(shared, Flow::policy_verdict(&ev));
+    if let Some(drop) = Flow::drop_event(&ev) {
+        push(shared, drop);
+    }
+}

@@ -1,0 +1,279 @@
+//! The node: `sluice up`.
+//!
+//! Load config → compile policy → create the pods of `run` workloads under a cgroup
+//! sluice owns → load and attach the BPF programs to that cgroup → fill the maps →
+//! serve the proxy port on the pods' gateway address, the admin socket, and flows.
+//! SIGHUP reloads the configuration; Ctrl-C / SIGTERM removes everything created.
+
+mod events;
+pub mod pods;
+pub mod proxy;
+pub mod state;
+
+use std::fs::{self, File};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use sluice_bpf::{CgroupId, Datapath, LoadOptions, RedirectPorts, WorkloadEntry, WorkloadFlags};
+use sluice_identity::Identity;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use self::pods::{GATEWAY, OwnedCgroup, Pod};
+use self::proxy::Shared;
+use self::state::{PolicyState, Snapshot, compile};
+use crate::flow::FlowRing;
+
+/// Where cgroup v2 is mounted on this kind of machine (hybrid mode) or on a pure v2 one.
+const CGROUP2_MOUNTS: [&str; 2] = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
+/// The node's own cgroup (programs attach here; pods live below it).
+const NODE_CGROUP: &str = "sluice";
+const RUN_DIR: &str = "/run/sluice";
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// Options of `sluice up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub config: Vec<PathBuf>,
+    pub print_flows: bool,
+}
+
+/// Finds the cgroup v2 mount.
+pub fn cgroup2_root() -> anyhow::Result<PathBuf> {
+    for m in CGROUP2_MOUNTS {
+        if Path::new(m).join("cgroup.controllers").exists() {
+            return Ok(PathBuf::from(m));
+        }
+    }
+    bail!(
+        "no cgroup v2 hierarchy found at {}",
+        CGROUP2_MOUNTS.join(" or ")
+    )
+}
+
+/// The cgroup sluice's pods live under.
+pub fn node_cgroup() -> anyhow::Result<PathBuf> {
+    Ok(cgroup2_root()?.join(NODE_CGROUP))
+}
+
+/// Runs the node until Ctrl-C or SIGTERM.
+pub async fn up(options: UpOptions) -> anyhow::Result<()> {
+    fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
+    let lock_path = Path::new(RUN_DIR).join("node.lock");
+    let lock =
+        File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!(
+            "another sluice node is running on this machine (it holds {}); stop it first",
+            lock_path.display()
+        );
+    }
+
+    let mut generation = 1;
+    let snapshot = compile(&options.config, generation).context("loading the configuration")?;
+    for d in &snapshot.config.diagnostics {
+        warn!(diagnostic = %d, "policy rejected; the endpoints it selects fail closed");
+    }
+    let node = snapshot.config.node.clone();
+    let node_name = node.node_name.clone().unwrap_or_else(hostname);
+
+    // Everything below is removed when these values drop (in reverse order).
+    let parent = OwnedCgroup::create(node_cgroup()?)?;
+    let mut pods = Vec::new();
+    for doc in &snapshot.config.workloads {
+        let w = &doc.resource;
+        let ns = w
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let Some(run) = &w.spec.run else { continue };
+        let address: IpAddr = w
+            .spec
+            .addresses
+            .first()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| pods::PodError::NoAddress {
+                pod: format!("{ns}/{}", w.metadata.name),
+            })?;
+        pods.push(Pod::create(
+            &ns,
+            &w.metadata.name,
+            address,
+            parent.path(),
+            Some(&run.command),
+        )?);
+    }
+
+    // Pinned links keep the redirects in place if this process dies: the pods' connects
+    // then fail (nothing listens on the proxy port) instead of going out unenforced.
+    let link_dir = bpffs_dir()?;
+    let mut datapath = Datapath::load(
+        &LoadOptions::new(parent.path())
+            .lock_dir(RUN_DIR)
+            .pin_links_under(&link_dir),
+    )
+    .context("loading the BPF datapath")?;
+    fill_maps(&mut datapath, &snapshot, &pods)?;
+    datapath.set_redirect_ports(RedirectPorts {
+        proxy: node.proxy_port,
+        // The DNS proxy lands with the FQDN work; until then DNS is plain UDP.
+        dns_proxy: 0,
+    })?;
+    datapath.set_generation(generation)?;
+    let events = datapath.take_event_reader();
+
+    let listener = if pods.is_empty() {
+        None
+    } else {
+        let addr = SocketAddr::new(IpAddr::V4(GATEWAY), node.proxy_port);
+        Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the proxy on {addr}"))?,
+        )
+    };
+    let ring = Arc::new(FlowRing::default());
+    let shared = Arc::new(Shared {
+        state: PolicyState::new(snapshot),
+        datapath: Mutex::new(datapath),
+        ring: ring.clone(),
+        node_name,
+        print_flows: options.print_flows,
+    });
+    let stop_events = Arc::new(AtomicBool::new(false));
+    let events_thread =
+        events.map(|r| events::spawn_reader(r, shared.clone(), stop_events.clone()));
+    let proxy_task = listener.map(|l| tokio::spawn(proxy::serve(l, shared.clone())));
+    let admin = crate::admin::AdminServer::bind(&node.admin_socket)?;
+    let admin_task = tokio::spawn(async move {
+        if let Err(e) = admin.run(ring).await {
+            warn!(error = %e, "admin socket stopped");
+        }
+    });
+    info!(
+        pods = pods.len(),
+        proxy = %SocketAddr::new(IpAddr::V4(GATEWAY), node.proxy_port),
+        admin = %node.admin_socket.display(),
+        "sluice node up"
+    );
+    eprintln!("sluice: node up with {} pod(s); Ctrl-C to stop", pods.len());
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                generation += 1;
+                reload(&shared, &options.config, generation, &pods);
+            }
+        }
+    }
+    eprintln!("sluice: stopping; removing pods, cgroups and BPF programs");
+    // Stop the tasks first so that the datapath (held through `shared`) is dropped,
+    // and its programs detached, before the pods and cgroups go.
+    for task in proxy_task.into_iter().chain([admin_task]) {
+        task.abort();
+        let _ = task.await;
+    }
+    stop_events.store(true, Ordering::Relaxed);
+    if let Some(t) = events_thread {
+        let _ = t.join();
+    }
+    drop(shared);
+    drop(pods);
+    drop(parent);
+    drop(lock);
+    let _ = fs::remove_file(lock_path);
+    Ok(())
+}
+
+/// SIGHUP: a bad configuration keeps the last good snapshot. A good one first
+/// invalidates every kernel verdict (new generation), then takes effect, so no stale
+/// BYPASS outlives the policy that made it.
+fn reload(shared: &Shared, paths: &[PathBuf], generation: u32, pods: &[Pod]) {
+    let snapshot = match compile(paths, generation) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "reload rejected; the last good configuration stays in force");
+            eprintln!("sluice: reload rejected, keeping the last good configuration:\n{e}");
+            return;
+        }
+    };
+    let mut dp = match shared.datapath.lock() {
+        Ok(dp) => dp,
+        Err(p) => p.into_inner(),
+    };
+    if let Err(e) = dp.set_generation(generation) {
+        warn!(error = %e, "invalidating kernel verdicts failed");
+    }
+    if let Err(e) = fill_maps(&mut dp, &snapshot, pods) {
+        warn!(error = %e, "updating the kernel maps failed");
+    }
+    drop(dp);
+    shared.state.store(snapshot);
+    info!(generation, "configuration reloaded");
+    eprintln!("sluice: configuration reloaded (generation {generation})");
+}
+
+fn fill_maps(dp: &mut Datapath, snapshot: &Snapshot, pods: &[Pod]) -> anyhow::Result<()> {
+    let universe = snapshot.policy.universe();
+    for (net, id) in universe.ipcache().entries() {
+        dp.ipcache().insert(net, id)?;
+    }
+    dp.ipcache()
+        .insert(IpNet::from(IpAddr::V4(GATEWAY)), Identity::HOST)?;
+    for pod in pods {
+        let Some(ep) = universe.endpoint(&pod.namespace, &pod.name) else {
+            warn!(pod = %pod.display_name(), "pod no longer in the configuration; its traffic fails closed");
+            continue;
+        };
+        dp.workloads().insert(
+            CgroupId(pod.cgroup.id()?),
+            WorkloadEntry {
+                identity: ep.identity,
+                flags: WorkloadFlags::NONE,
+                proxy_v4: Some(GATEWAY),
+                proxy_v6: None,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// `/sys/fs/bpf/sluice/links`, mounting bpffs first when it is not mounted.
+fn bpffs_dir() -> anyhow::Result<PathBuf> {
+    let root = Path::new(BPFFS);
+    let mounted = fs::read_to_string("/proc/self/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(1) == Some(BPFFS) && l.split(' ').nth(2) == Some("bpf"))
+        })
+        .unwrap_or(false);
+    if !mounted {
+        fs::create_dir_all(root).with_context(|| format!("creating {BPFFS}"))?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf", BPFFS])
+            .status()
+            .context("running mount -t bpf")?;
+        if !status.success() {
+            bail!("mounting bpffs on {BPFFS} failed");
+        }
+    }
+    let dir = root.join("sluice").join("links");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}

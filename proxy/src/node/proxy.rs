@@ -1,0 +1,300 @@
+//! The node-shared transparent proxy, L3/L4 path: per redirected connection, recover
+//! the original destination and source identity from the kernel, decide with the
+//! current policy (egress of the source, ingress of the destination), then splice to
+//! the destination or reset. L4-only decisions are written back into VERDICTS so the
+//! next connection of that kind never leaves the kernel.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_bpf::{Action, Datapath, VerdictKey};
+use sluice_identity::policy::Decision;
+use sluice_identity::universe::Universe;
+use sluice_identity::{Direction, DropReason, Identity, Protocol, Verdict};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+use super::pods::GATEWAY;
+use super::state::{PolicyState, Snapshot};
+use crate::flow::{
+    Endpoint, Flow, FlowRing, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp,
+};
+
+/// How long an upstream connect may take before the client is reset.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every connection task shares.
+pub struct Shared {
+    pub state: PolicyState,
+    pub datapath: Mutex<Datapath>,
+    pub ring: Arc<FlowRing>,
+    pub node_name: String,
+    /// Print each flow (compact) on stdout, as `sluice up` does.
+    pub print_flows: bool,
+}
+
+/// Accepts redirected connections until the listener fails.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((client, peer)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move { handle(client, peer, &shared).await });
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let orig = {
+        let mut dp = match shared.datapath.lock() {
+            Ok(dp) => dp,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        dp.orig_dst_by_client(peer)
+    };
+    let orig = match orig {
+        Ok(Some(o)) => o,
+        // Not a connection the kernel redirected (or its entry is gone): nothing says
+        // what it may reach, so it reaches nothing.
+        Ok(None) => {
+            debug!(%peer, "connection without an original destination; reset");
+            reset(client);
+            return;
+        }
+        Err(e) => {
+            warn!(%peer, error = %e, "reading the original destination failed; reset");
+            reset(client);
+            return;
+        }
+    };
+    let snapshot = shared.state.load();
+    let dst = orig.addr;
+    let src_id = orig.src_identity;
+    let Some(dst_id) = destination_identity(snapshot.policy.universe(), dst.ip()) else {
+        // A pod asking for 127.0.0.x would reach the node's own loopback through us.
+        warn!(%peer, destination = %dst, "refusing a redirected connection to loopback");
+        record(
+            shared,
+            &snapshot,
+            peer,
+            dst,
+            src_id,
+            Identity::HOST,
+            Direction::Egress,
+            &denied_loopback(),
+        );
+        reset(client);
+        return;
+    };
+    let port = dst.port();
+    let egress = snapshot
+        .policy
+        .decide(src_id, Direction::Egress, dst_id, Protocol::Tcp, port);
+    let ingress = snapshot
+        .policy
+        .decide(dst_id, Direction::Ingress, src_id, Protocol::Tcp, port);
+    // The packet leaves the source first: its egress drop is the one reported.
+    let (direction, decision) = if egress.verdict == Verdict::Denied {
+        (Direction::Egress, &egress)
+    } else if ingress.verdict == Verdict::Denied
+        || ingress.enforced
+        || !ingress.allowed_by.is_empty()
+    {
+        (Direction::Ingress, &ingress)
+    } else {
+        (Direction::Egress, &egress)
+    };
+    record(
+        shared, &snapshot, peer, dst, src_id, dst_id, direction, decision,
+    );
+    write_back(shared, &snapshot, src_id, dst_id, port, &egress, &ingress);
+    if decision.verdict == Verdict::Denied {
+        reset(client);
+        return;
+    }
+    splice(client, dst).await;
+}
+
+/// The identity of a destination: the node's own addresses are `host`; loopback is
+/// refused (None).
+fn destination_identity(universe: &Universe, ip: IpAddr) -> Option<Identity> {
+    if ip.is_loopback() || ip.is_unspecified() {
+        return None;
+    }
+    if ip == IpAddr::V4(GATEWAY) {
+        return Some(Identity::HOST);
+    }
+    Some(universe.ipcache().lookup(ip).0)
+}
+
+/// A verdict that did not come from policy: a pod's connection to the node's loopback.
+fn denied_loopback() -> Decision {
+    Decision {
+        verdict: Verdict::Denied,
+        drop_reason: Some(DropReason::PolicyDenied),
+        audit_drop_reason: None,
+        kind: sluice_identity::policy::DecisionKind::DefaultDeny,
+        enforced: true,
+        allowed_by: Vec::new(),
+        denied_by: Vec::new(),
+        rejected: Vec::new(),
+        l7: None,
+        authentication: None,
+    }
+}
+
+/// L4-only decisions go into the kernel: BYPASS when both directions allow without L7
+/// or authentication, DENY when a direction denies. Audited connections keep coming to
+/// the proxy, so every one of them is reported as AUDIT.
+#[allow(clippy::too_many_arguments)]
+fn write_back(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    src: Identity,
+    dst: Identity,
+    port: u16,
+    egress: &Decision,
+    ingress: &Decision,
+) {
+    let key = VerdictKey {
+        src,
+        dst,
+        port,
+        proto: Protocol::Tcp,
+        direction: Direction::Egress,
+    };
+    let l4_only = |d: &Decision| d.l7.is_none() && d.authentication.is_none();
+    let action = match (egress.verdict, ingress.verdict) {
+        (Verdict::Denied, _) => {
+            Action::Deny(egress.drop_reason.unwrap_or(DropReason::PolicyDenied))
+        }
+        (_, Verdict::Denied) => {
+            Action::Deny(ingress.drop_reason.unwrap_or(DropReason::PolicyDenied))
+        }
+        (Verdict::Allowed, Verdict::Allowed) if l4_only(egress) && l4_only(ingress) => {
+            Action::Bypass
+        }
+        _ => return,
+    };
+    let mut dp = match shared.datapath.lock() {
+        Ok(dp) => dp,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Err(e) = dp.verdicts().insert(key, action, snapshot.generation) {
+        warn!(error = %e, "writing a verdict into the kernel failed; the proxy keeps deciding");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    peer: SocketAddr,
+    dst: SocketAddr,
+    src_id: Identity,
+    dst_id: Identity,
+    direction: Direction,
+    decision: &Decision,
+) {
+    let universe = snapshot.policy.universe();
+    let endpoint = |id: Identity, ip: IpAddr| endpoint_of(universe, id, ip);
+    let (verdict, drop_reason) = FlowVerdict::from_decision(decision, false);
+    let ev = L4Event {
+        time: Timestamp::now(),
+        node_name: &shared.node_name,
+        source: endpoint(src_id, peer.ip()),
+        destination: endpoint(dst_id, dst.ip()),
+        source_ip: peer.ip(),
+        destination_ip: dst.ip(),
+        l4: Layer4::connection(Protocol::Tcp, peer.port(), dst.port()),
+        direction,
+        verdict,
+        drop_reason,
+        match_type: if decision.allowed_by.is_empty() {
+            PolicyMatchType::None
+        } else {
+            PolicyMatchType::L3L4
+        },
+        allowed_by: &decision.allowed_by,
+        denied_by: &decision.denied_by,
+        policy_revision: u64::from(snapshot.generation),
+        auth: decision.authentication,
+        proxy_port: Some(snapshot.config.node.proxy_port),
+        socket_cookie: None,
+        cgroup_id: None,
+    };
+    push(shared, Flow::policy_verdict(&ev));
+    if let Some(drop) = Flow::drop_event(&ev) {
+        push(shared, drop);
+    }
+}
+
+pub fn push(shared: &Shared, flow: Flow) {
+    if shared.print_flows {
+        println!(
+            "{}",
+            crate::flow::printer::compact(&flow, &Default::default())
+        );
+    }
+    shared.ring.push(flow);
+}
+
+/// A flow endpoint for an identity seen at `ip`: the workload when one has that
+/// address, else the identity alone.
+pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Endpoint {
+    let cluster = &universe.cluster_name;
+    let labels = universe
+        .identity(id)
+        .map(|i| i.labels.clone())
+        .unwrap_or_default();
+    match universe
+        .endpoints_of(id)
+        .find(|e| e.addresses.contains(&ip))
+        .or_else(|| universe.endpoints_of(id).next())
+    {
+        Some(ep) if !ep.is_host() => Endpoint::workload(
+            id,
+            cluster,
+            ep.namespace.as_deref().unwrap_or_default(),
+            &ep.name,
+            &labels,
+        ),
+        _ => Endpoint::from_identity(id),
+    }
+}
+
+async fn splice(mut client: TcpStream, dst: SocketAddr) {
+    let upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await;
+    let mut upstream = match upstream {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(destination = %dst, error = %e, "upstream connect failed");
+            reset(client);
+            return;
+        }
+        Err(_) => {
+            debug!(destination = %dst, "upstream connect timed out");
+            reset(client);
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        debug!(destination = %dst, error = %e, "connection ended with an error");
+    }
+}
+
+/// Closes with a RST, so the client sees "connection reset" rather than a clean end.
+fn reset(client: TcpStream) {
+    if let Ok(std) = client.into_std() {
+        let sock = socket2::SockRef::from(&std);
+        let _ = sock.set_linger(Some(Duration::ZERO));
+    }
+}

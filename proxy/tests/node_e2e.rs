@@ -1,0 +1,317 @@
+//! `sluice up` end to end, as root: real pods (netns + veth + cgroup), the BPF
+//! redirects, the proxy, real clients (curl) and servers (python3 http.server), and
+//! `sluice observe` for the flows. One scenario, in order, because a machine runs one
+//! node at a time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// Addresses below the integration harness's range (10.200.128.0/17).
+fn config(dir: &Path, allow: bool) -> String {
+    let admin = dir.join("admin.sock");
+    let allow_rule = if allow {
+        r#"
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: frontend-to-backend, namespace: e2e}
+specs:
+- endpointSelector: {matchLabels: {app: backend}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: frontend}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+- endpointSelector: {matchLabels: {app: frontend}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: backend}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+apiVersion: sluice.io/v1alpha1
+kind: NodeConfig
+metadata: {{name: node}}
+spec:
+  nodeName: e2e-node
+  proxy: {{port: 15101, adminSocket: "{admin}"}}
+---
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {{name: frontend, namespace: e2e, labels: {{app: frontend}}}}
+spec: {{addresses: ["10.200.9.2"], run: {{command: ["sleep", "infinity"]}}}}
+---
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {{name: backend, namespace: e2e, labels: {{app: backend}}}}
+spec:
+  addresses: ["10.200.9.3"]
+  ports: [{{name: http, port: 8080, protocol: TCP}}]
+  run: {{command: ["python3", "-m", "http.server", "8080", "--bind", "10.200.9.3"]}}
+---
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {{name: stranger, namespace: e2e, labels: {{app: stranger}}}}
+spec: {{addresses: ["10.200.9.4"], run: {{command: ["sleep", "infinity"]}}}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: default-deny, namespace: e2e}}
+spec:
+  endpointSelector: {{}}
+  ingress: [{{}}]
+  egress: [{{}}]
+{allow_rule}"#,
+        admin = admin.display()
+    )
+}
+
+struct Node {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Node {
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["up", "--quiet", "--config"])
+            .arg(dir.join("config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sluice up");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("node up") => break,
+                Some(Ok(_)) => {}
+                other => panic!("sluice up ended before it was up: {other:?}"),
+            }
+        }
+        // Keep draining stderr so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    fn observe(&self, extra: &[&str]) -> Vec<Value> {
+        let socket = self.dir.join("admin.sock");
+        let mut args = vec![
+            "observe",
+            "--socket",
+            socket.to_str().unwrap(),
+            "-o",
+            "json",
+            "--last",
+            "1000",
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "observe: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl from a pod: the HTTP status, 0 when the connection failed.
+fn curl(pod: &str, url: &str) -> u16 {
+    let out = Command::new(BIN)
+        .args([
+            "exec",
+            pod,
+            "--",
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn node_enforces_policy_writes_verdicts_back_and_reloads() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the node end-to-end test needs root (netns, cgroups, BPF); CI runs it as root"
+    );
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("node-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let policy = dir.join("config/all.yaml");
+    std::fs::write(&policy, config(&dir, true)).unwrap();
+
+    let node = Node::start(&dir);
+    let backend = "http://10.200.9.3:8080/";
+
+    // Allowed through the proxy, then (BYPASS written back) straight in the kernel.
+    eventually("frontend reaches backend", || {
+        curl("e2e/frontend", backend) == 200
+    });
+    assert_eq!(curl("e2e/frontend", backend), 200);
+    eventually("a kernel-decided (BYPASS) flow", || {
+        node.observe(&["--verdict", "FORWARDED"]).iter().any(|f| {
+            f["flow"]["cgroup_id"].is_string() && f["flow"]["source"]["pod_name"] == "frontend"
+        })
+    });
+
+    // Default deny: stranger is dropped with 133, on the proxy then in the kernel.
+    assert_eq!(curl("e2e/stranger", backend), 0);
+    assert_eq!(curl("e2e/stranger", backend), 0);
+    let drops = node.observe(&["--verdict", "DROPPED", "--from-pod", "e2e/stranger"]);
+    assert!(!drops.is_empty(), "no DROPPED flow for stranger");
+    assert!(
+        drops
+            .iter()
+            .all(|f| f["flow"]["drop_reason_desc"] == "POLICY_DENIED"),
+        "{drops:#?}"
+    );
+
+    // A process outside the enrolled cgroups is untouched (the host reaches the pod).
+    let host = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            backend,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&host.stdout), "200");
+
+    // A second node on the same machine is refused.
+    let second = Command::new(BIN)
+        .args(["up", "--config"])
+        .arg(dir.join("config"))
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another sluice node"));
+
+    // Policy change mid-run: the allow goes, the BYPASS verdict must not outlive it.
+    std::fs::write(&policy, config(&dir, false)).unwrap();
+    node.signal("-HUP");
+    eventually("frontend denied after reload", || {
+        curl("e2e/frontend", backend) == 0
+    });
+    assert_eq!(curl("e2e/frontend", backend), 0);
+
+    // A broken configuration keeps the last good one.
+    std::fs::write(&policy, config(&dir, true)).unwrap();
+    node.signal("-HUP");
+    eventually("frontend allowed again", || {
+        curl("e2e/frontend", backend) == 200
+    });
+    std::fs::write(&policy, "kind: [unclosed").unwrap();
+    node.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(curl("e2e/frontend", backend), 200);
+
+    // Fail closed: the node is killed without cleaning up. A connection with no valid
+    // kernel verdict (a reload made a new generation) is still redirected, to a proxy
+    // that is gone: it fails instead of reaching the server unenforced.
+    std::fs::write(&policy, config(&dir, true)).unwrap();
+    node.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    node.signal("-KILL");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        curl("e2e/frontend", backend),
+        0,
+        "a dead proxy must fail closed"
+    );
+    let host = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            backend,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&host.stdout),
+        "200",
+        "the server itself is up"
+    );
+    drop(node);
+
+    // A new node takes over what the killed one left (pods, cgroups, pinned links).
+    let node = Node::start(&dir);
+    eventually("frontend reaches backend again", || {
+        curl("e2e/frontend", backend) == 200
+    });
+
+    // Stopping removes every pod, veth and cgroup.
+    drop(node);
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).contains("sluice-e2e-"),
+        "netns left behind"
+    );
+    let cg = sluice_proxy::node::node_cgroup().unwrap();
+    assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+    let _ = std::fs::remove_dir_all(&dir);
+}
