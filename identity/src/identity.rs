@@ -140,50 +140,45 @@ impl Entity {
             Self::Health => vec![reserved("health")],
             Self::KubeApiserver => vec![reserved("kube-apiserver")],
             Self::None => Vec::new(),
-            Self::Cluster => {
-                let mut pods = Selector::all();
-                pods.push(Requirement::equals(
-                    LabelKey::new(LabelSource::K8s, meta::CLUSTER),
-                    cluster_name,
-                ));
-                let mut all = vec![pods];
-                for name in [
-                    "host",
-                    "remote-node",
-                    "init",
-                    "health",
-                    "ingress",
-                    "unmanaged",
-                    "kube-apiserver",
-                ] {
-                    all.push(reserved(name));
-                }
-                all
-            }
+            Self::Cluster => in_cluster(Requirement::equals(
+                LabelKey::new(LabelSource::K8s, meta::CLUSTER),
+                cluster_name,
+            )),
             // One cluster per node configuration: cluster-mesh = every pod of any
             // cluster plus the in-cluster reserved identities.
-            Self::ClusterMesh => {
-                let mut pods = Selector::all();
-                pods.push(Requirement::exists(LabelKey::new(
-                    LabelSource::K8s,
-                    meta::CLUSTER,
-                )));
-                let mut all = vec![pods];
-                for name in [
-                    "host",
-                    "remote-node",
-                    "init",
-                    "health",
-                    "ingress",
-                    "unmanaged",
-                    "kube-apiserver",
-                ] {
-                    all.push(reserved(name));
-                }
-                all
-            }
+            Self::ClusterMesh => in_cluster(Requirement::exists(LabelKey::new(
+                LabelSource::K8s,
+                meta::CLUSTER,
+            ))),
         }
     }
+}
+
+/// The reserved identities inside a cluster (Cilium's `cluster` entity covers them).
+const IN_CLUSTER_RESERVED: [&str; 7] = [
+    "host",
+    "remote-node",
+    "init",
+    "health",
+    "ingress",
+    "unmanaged",
+    "kube-apiserver",
+];
+
+/// The pods matching `pods` plus every in-cluster reserved identity.
+fn in_cluster(pods: Requirement) -> Vec<Selector> {
+    let mut pod_selector = Selector::all();
+    pod_selector.push(pods);
+    let mut all = vec![pod_selector];
+    for name in IN_CLUSTER_RESERVED {
+        let mut s = Selector::all();
+        s.push(Requirement::exists(LabelKey::new(
+            LabelSource::Reserved,
+            name,
+        )));
+        all.push(s);
+    }
+    all
 }
 
 /// The labels of a reserved identity.

@@ -16,6 +16,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
 /// Addresses below the integration harness's range (10.200.128.0/17).
 fn config(dir: &Path, allow: bool) -> String {
+    config_with(dir, allow, false, "")
+}
+
+/// The scenario's configuration, with audit mode and extra policies.
+fn config_with(dir: &Path, allow: bool, audit: bool, extra: &str) -> String {
     let admin = dir.join("admin.sock");
     let allow_rule = if allow {
         r#"
@@ -43,6 +48,7 @@ kind: NodeConfig
 metadata: {{name: node}}
 spec:
   nodeName: e2e-node
+  policyAuditMode: {audit}
   proxy: {{port: 15101, adminSocket: "{admin}"}}
 ---
 apiVersion: sluice.io/v1alpha1
@@ -70,7 +76,7 @@ spec:
   endpointSelector: {{}}
   ingress: [{{}}]
   egress: [{{}}]
-{allow_rule}"#,
+{allow_rule}{extra}"#,
         admin = admin.display()
     )
 }
@@ -182,16 +188,100 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn node_enforces_policy_writes_verdicts_back_and_reloads() {
+/// One node per machine: the scenarios take turns.
+static ONE_NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scenario_dir(name: &str) -> PathBuf {
     assert!(
         rustix::process::geteuid().is_root(),
-        "the node end-to-end test needs root (netns, cgroups, BPF); CI runs it as root"
+        "the node end-to-end tests need root (netns, cgroups, BPF); CI runs them as root"
     );
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("node-e2e-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("config")).unwrap();
+    dir
+}
+
+const DENY_STRANGER: &str = r#"
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: no-stranger, namespace: e2e}
+spec:
+  endpointSelector: {matchLabels: {app: backend}}
+  ingress: [{fromEndpoints: [{matchLabels: {app: stranger}}]}]
+  ingressDeny: [{fromEndpoints: [{matchLabels: {app: stranger}}], toPorts: [{ports: [{port: "8080", protocol: TCP}]}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: stranger-out, namespace: e2e}
+spec:
+  endpointSelector: {matchLabels: {app: stranger}}
+  egress: [{toEndpoints: [{matchLabels: {app: backend}}]}]
+"#;
+
+#[test]
+fn explicit_deny_beats_allow_in_the_proxy_then_in_the_kernel() {
+    let _turn = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("node-deny");
+    std::fs::write(
+        dir.join("config/all.yaml"),
+        config_with(&dir, true, false, DENY_STRANGER),
+    )
+    .unwrap();
+    let node = Node::start(&dir);
+    let backend = "http://10.200.9.3:8080/";
+    eventually("frontend reaches backend", || {
+        curl("e2e/frontend", backend) == 200
+    });
+    // Allowed by no-stranger's ingress and stranger-out's egress, denied by the deny:
+    // first by the proxy, then at connect() by the kernel (DENY verdict).
+    assert_eq!(curl("e2e/stranger", backend), 0);
+    assert_eq!(curl("e2e/stranger", backend), 0);
+    let drops = node.observe(&["--verdict", "DROPPED", "--from-pod", "e2e/stranger"]);
+    let deny = |kernel: bool| {
+        drops.iter().any(|f| {
+            f["flow"]["drop_reason_desc"] == "POLICY_DENY"
+                && f["flow"]["cgroup_id"].is_string() == kernel
+        })
+    };
+    assert!(deny(false), "no 181 flow from the proxy: {drops:#?}");
+    assert!(deny(true), "no 181 flow from the kernel: {drops:#?}");
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn audit_mode_lets_denied_traffic_through_and_reports_audit() {
+    let _turn = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("node-audit");
+    std::fs::write(
+        dir.join("config/all.yaml"),
+        config_with(&dir, true, true, ""),
+    )
+    .unwrap();
+    let node = Node::start(&dir);
+    let backend = "http://10.200.9.3:8080/";
+    eventually("frontend reaches backend", || {
+        curl("e2e/frontend", backend) == 200
+    });
+    // Default deny would drop stranger; audit mode forwards it, every time (an audited
+    // connection is never written back as a kernel verdict).
+    assert_eq!(curl("e2e/stranger", backend), 200);
+    assert_eq!(curl("e2e/stranger", backend), 200);
+    let audited = node.observe(&["--verdict", "AUDIT", "--from-pod", "e2e/stranger"]);
+    assert!(
+        audited.len() >= 2,
+        "expected an AUDIT flow per connection: {audited:#?}"
+    );
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn node_enforces_policy_writes_verdicts_back_and_reloads() {
+    let _turn = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("node-e2e");
     let policy = dir.join("config/all.yaml");
     std::fs::write(&policy, config(&dir, true)).unwrap();
 
@@ -246,9 +336,9 @@ fn node_enforces_policy_writes_verdicts_back_and_reloads() {
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("another sluice node"));
 
-    // Policy change mid-run: the allow goes, the BYPASS verdict must not outlive it.
+    // Policy change mid-run, picked up by watching the files (no signal): the allow
+    // goes, and the BYPASS verdict written for it must not outlive it.
     std::fs::write(&policy, config(&dir, false)).unwrap();
-    node.signal("-HUP");
     eventually("frontend denied after reload", || {
         curl("e2e/frontend", backend) == 0
     });

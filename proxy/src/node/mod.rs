@@ -165,12 +165,21 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     eprintln!("sluice: node up with {} pod(s); Ctrl-C to stop", pods.len());
 
     let mut hup = signal(SignalKind::hangup())?;
+    let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
+    let _watcher = watch(&options.config, changed_tx);
     let mut term = signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = hup.recv() => {
+                generation += 1;
+                reload(&shared, &options.config, generation, &pods);
+            }
+            Some(()) = changed.recv() => {
+                // Editors write in several steps: let the burst settle, then reload once.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                while changed.try_recv().is_ok() {}
                 generation += 1;
                 reload(&shared, &options.config, generation, &pods);
             }
@@ -207,10 +216,7 @@ fn reload(shared: &Shared, paths: &[PathBuf], generation: u32, pods: &[Pod]) {
             return;
         }
     };
-    let mut dp = match shared.datapath.lock() {
-        Ok(dp) => dp,
-        Err(p) => p.into_inner(),
-    };
+    let mut dp = shared.datapath();
     if let Err(e) = dp.set_generation(generation) {
         warn!(error = %e, "invalidating kernel verdicts failed");
     }
@@ -246,6 +252,34 @@ fn fill_maps(dp: &mut Datapath, snapshot: &Snapshot, pods: &[Pod]) -> anyhow::Re
         )?;
     }
     Ok(())
+}
+
+/// Watches the configuration paths; every change sends on `changed` (coalesced: a
+/// full channel means a reload is already due). Without a watcher (e.g. inotify limits)
+/// SIGHUP still reloads, and the node says so.
+fn watch(
+    paths: &[PathBuf],
+    changed: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = changed.try_send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(error = %e, "cannot watch the configuration; reload with SIGHUP");
+            return None;
+        }
+    };
+    for path in paths {
+        if let Err(e) = watcher.watch(path, RecursiveMode::Recursive) {
+            warn!(path = %path.display(), error = %e, "cannot watch; reload with SIGHUP");
+        }
+    }
+    Some(watcher)
 }
 
 /// `/sys/fs/bpf/sluice/links`, mounting bpffs first when it is not mounted.

@@ -34,6 +34,17 @@ pub struct Shared {
     pub print_flows: bool,
 }
 
+impl Shared {
+    /// The datapath, for one short map operation. A panic elsewhere while it was held
+    /// leaves the maps usable (each operation is one syscall), so poisoning is ignored.
+    pub fn datapath(&self) -> std::sync::MutexGuard<'_, Datapath> {
+        match self.datapath.lock() {
+            Ok(dp) => dp,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
 /// Accepts redirected connections until the listener fails.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
@@ -51,13 +62,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
-    let orig = {
-        let mut dp = match shared.datapath.lock() {
-            Ok(dp) => dp,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        dp.orig_dst_by_client(peer)
-    };
+    let orig = { shared.datapath().orig_dst_by_client(peer) };
     let orig = match orig {
         Ok(Some(o)) => o,
         // Not a connection the kernel redirected (or its entry is gone): nothing says
@@ -182,11 +187,11 @@ fn write_back(
         }
         _ => return,
     };
-    let mut dp = match shared.datapath.lock() {
-        Ok(dp) => dp,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    if let Err(e) = dp.verdicts().insert(key, action, snapshot.generation) {
+    if let Err(e) = shared
+        .datapath()
+        .verdicts()
+        .insert(key, action, snapshot.generation)
+    {
         warn!(error = %e, "writing a verdict into the kernel failed; the proxy keeps deciding");
     }
 }
