@@ -236,6 +236,12 @@ fn fill_maps(dp: &mut Datapath, snapshot: &Snapshot, pods: &[Pod]) -> anyhow::Re
     }
     dp.ipcache()
         .insert(IpNet::from(IpAddr::V4(GATEWAY)), Identity::HOST)?;
+    // What nothing claims is world, per family, as the policy engine sees it (the
+    // kernel's own default is plain `world`, and verdicts would never match).
+    dp.ipcache()
+        .insert(IpNet::V4(Default::default()), Identity::WORLD_IPV4)?;
+    dp.ipcache()
+        .insert(IpNet::V6(Default::default()), Identity::WORLD_IPV6)?;
     for pod in pods {
         let Some(ep) = universe.endpoint(&pod.namespace, &pod.name) else {
             warn!(pod = %pod.display_name(), "pod no longer in the configuration; its traffic fails closed");
