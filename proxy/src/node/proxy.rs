@@ -101,9 +101,16 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
     let egress = snapshot
         .policy
         .decide(src_id, Direction::Egress, dst_id, Protocol::Tcp, port);
-    let ingress = snapshot
-        .policy
-        .decide(dst_id, Direction::Ingress, src_id, Protocol::Tcp, port);
+    let mut ingress =
+        snapshot
+            .policy
+            .decide(dst_id, Direction::Ingress, src_id, Protocol::Tcp, port);
+    let mut egress = egress;
+    // Mutual authentication (SPIFFE mTLS between nodes) has not landed: a connection
+    // that policy allows only once authenticated is dropped with 189, never let through.
+    for d in [&mut egress, &mut ingress] {
+        require_authentication(d, snapshot.policy.audit_mode());
+    }
     // The packet leaves the source first: its egress drop is the one reported.
     let (direction, decision) = if egress.verdict == Verdict::Denied {
         (Direction::Egress, &egress)
@@ -124,6 +131,21 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
         return;
     }
     splice(client, dst).await;
+}
+
+/// A decision that needs authentication the node cannot do yet becomes a 189 drop
+/// (audited in audit mode, like every other policy drop): never let through.
+fn require_authentication(d: &mut Decision, audit: bool) {
+    if d.verdict != Verdict::Allowed || d.authentication.is_none() {
+        return;
+    }
+    if audit {
+        d.verdict = Verdict::Audit;
+        d.audit_drop_reason = Some(DropReason::AuthRequired);
+    } else {
+        d.verdict = Verdict::Denied;
+        d.drop_reason = Some(DropReason::AuthRequired);
+    }
 }
 
 /// The identity of a destination: the node's own addresses are `host`; loopback is
@@ -174,6 +196,13 @@ fn write_back(
         proto: Protocol::Tcp,
         direction: Direction::Egress,
     };
+    // An authentication drop is not written: it will depend on the handshake.
+    if [egress, ingress]
+        .iter()
+        .any(|d| d.drop_reason == Some(DropReason::AuthRequired))
+    {
+        return;
+    }
     let l4_only = |d: &Decision| d.l7.is_none() && d.authentication.is_none();
     let action = match (egress.verdict, ingress.verdict) {
         (Verdict::Denied, _) => {
