@@ -132,11 +132,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         None
     } else {
         let addr = SocketAddr::new(IpAddr::V4(GATEWAY), node.proxy_port);
-        Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the proxy on {addr}"))?,
-        )
+        Some(proxy_listener(addr).with_context(|| format!("binding the proxy on {addr}"))?)
     };
     let ring = Arc::new(FlowRing::default());
     let shared = Arc::new(Shared {
@@ -202,6 +198,17 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     drop(lock);
     let _ = fs::remove_file(lock_path);
     Ok(())
+}
+
+/// Every pod's connections queue here: a deep accept backlog keeps a burst of connects
+/// from overflowing it (an overflow costs the client a one-second SYN retransmit).
+const PROXY_BACKLOG: u32 = 4096;
+
+fn proxy_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(PROXY_BACKLOG)
 }
 
 /// SIGHUP: a bad configuration keeps the last good snapshot. A good one first
