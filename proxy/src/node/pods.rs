@@ -33,7 +33,7 @@ pub enum PodError {
         source: io::Error,
     },
     #[error("{path}: {source}")]
-    Cgroup {
+    Io {
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -84,7 +84,7 @@ impl OwnedCgroup {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 kill_cgroup(&path);
             }
-            Err(source) => return Err(PodError::Cgroup { path, source }),
+            Err(source) => return Err(PodError::Io { path, source }),
         }
         Ok(Self { path })
     }
@@ -109,7 +109,7 @@ impl Drop for OwnedCgroup {
 pub fn cgroup_id(path: &Path) -> Result<u64, PodError> {
     fs::metadata(path)
         .map(|m| m.ino())
-        .map_err(|source| PodError::Cgroup {
+        .map_err(|source| PodError::Io {
             path: path.to_owned(),
             source,
         })
@@ -211,7 +211,7 @@ impl Pod {
         remove_stale(&names);
         let ns_dir = cgroup_parent.join(namespace);
         if let Err(source) = fs::create_dir_all(&ns_dir) {
-            return Err(PodError::Cgroup {
+            return Err(PodError::Io {
                 path: ns_dir,
                 source,
             });
@@ -255,7 +255,7 @@ impl Pod {
         // IPv4 forwarding is decided by the incoming interface, so switching it on for
         // our own veths alone leaves the rest of the machine as it was.
         let forwarding = format!("/proc/sys/net/ipv4/conf/{}/forwarding", n.host_veth);
-        fs::write(&forwarding, "1").map_err(|source| PodError::Cgroup {
+        fs::write(&forwarding, "1").map_err(|source| PodError::Io {
             path: PathBuf::from(forwarding),
             source,
         })?;
