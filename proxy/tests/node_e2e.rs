@@ -180,6 +180,27 @@ fn curl(pod: &str, url: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// curl from the host (outside every enrolled cgroup): the status, 0 on failure.
+fn host_curl(url: &str) -> u16 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !f() {
@@ -276,20 +297,8 @@ spec:
     // Served (the server is up, seen from the host), but the frontend's connection
     // needs an authentication the node cannot do yet: dropped with 189, every time.
     eventually("backend serves", || {
-        let host = Command::new("curl")
-            .args([
-                "-s",
-                "-m",
-                "3",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                backend,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&host.stdout) == "200"
+        let host = host_curl(backend);
+        host == 200
     });
     assert_eq!(curl("e2e/frontend", backend), 0);
     assert_eq!(curl("e2e/frontend", backend), 0);
@@ -369,20 +378,8 @@ fn node_enforces_policy_writes_verdicts_back_and_reloads() {
     );
 
     // A process outside the enrolled cgroups is untouched (the host reaches the pod).
-    let host = Command::new("curl")
-        .args([
-            "-s",
-            "-m",
-            "3",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            backend,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&host.stdout), "200");
+    let host = host_curl(backend);
+    assert_eq!(host, 200);
 
     // A second node on the same machine is refused.
     let second = Command::new(BIN)
@@ -425,24 +422,8 @@ fn node_enforces_policy_writes_verdicts_back_and_reloads() {
         0,
         "a dead proxy must fail closed"
     );
-    let host = Command::new("curl")
-        .args([
-            "-s",
-            "-m",
-            "3",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            backend,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&host.stdout),
-        "200",
-        "the server itself is up"
-    );
+    let host = host_curl(backend);
+    assert_eq!(host, 200, "the server itself is up");
     drop(node);
 
     // A new node takes over what the killed one left (pods, cgroups, pinned links).
