@@ -155,50 +155,32 @@ impl Drop for Node {
     }
 }
 
-/// curl from a pod: the HTTP status, 0 when the connection failed.
-fn curl(pod: &str, url: &str) -> u16 {
-    let out = Command::new(BIN)
-        .args([
-            "exec",
-            pod,
-            "--",
-            "curl",
-            "-s",
-            "-m",
-            "3",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            url,
-        ])
-        .output()
-        .unwrap();
+/// curl's arguments that print only the HTTP status.
+const CURL_STATUS: [&str; 7] = ["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}"];
+
+/// Runs a curl command: the HTTP status, 0 when the connection failed.
+fn http_status(mut curl: Command) -> u16 {
+    let out = curl.output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
         .unwrap_or(0)
 }
 
-/// curl from the host (outside every enrolled cgroup): the status, 0 on failure.
+/// curl from a pod (its cgroup and netns, through `sluice exec`).
+fn curl(pod: &str, url: &str) -> u16 {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["exec", pod, "--", "curl"])
+        .args(CURL_STATUS)
+        .arg(url);
+    http_status(cmd)
+}
+
+/// curl from the host (outside every enrolled cgroup).
 fn host_curl(url: &str) -> u16 {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-m",
-            "3",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            url,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    let mut cmd = Command::new("curl");
+    cmd.args(CURL_STATUS).arg(url);
+    http_status(cmd)
 }
 
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {

@@ -318,4 +318,4 @@ pub fn compact_response(resp: &FlowsResponse, opts: &PrintOptions) -> String {
 
 #[cfg(test)]
 #[path = "printer_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -7,43 +7,9 @@ use std::time::Duration;
 
 use sluice_identity::{Direction, DropReason, Identity, Label, LabelSet, PolicyRef};
 
+use super::printer::tests::hubble_flow;
 use super::printer::{PrintOptions, compact};
 use super::*;
-
-/// printer_test.go's `f`.
-fn hubble_flow() -> Flow {
-    Flow {
-        time: Some(Timestamp::new(1234, 567_800_000)),
-        flow_type: FlowType::L3L4,
-        node_name: "k8s1".into(),
-        verdict: FlowVerdict::Dropped,
-        ip: Some(Ip {
-            source: "1.1.1.1".into(),
-            destination: "2.2.2.2".into(),
-            ..Ip::default()
-        }),
-        source: Some(Endpoint {
-            identity: 4,
-            ..Endpoint::default()
-        }),
-        destination: Some(Endpoint {
-            identity: 12345,
-            ..Endpoint::default()
-        }),
-        l4: Some(Layer4::Tcp(Tcp {
-            source_port: 31793,
-            destination_port: 8080,
-            flags: None,
-        })),
-        event_type: Some(CiliumEventType {
-            event_type: event_type::DROP,
-            sub_type: 133,
-        }),
-        summary: "TCP Flags: SYN".into(),
-        is_reply: Some(false),
-        ..Flow::default()
-    }
-}
 
 const HUBBLE_FLOW_JSON: &str = concat!(
     r#"{"time":"1970-01-01T00:20:34.567800Z","#,
