@@ -425,3 +425,285 @@ fn node_enforces_policy_writes_verdicts_back_and_reloads() {
     assert!(!cg.exists(), "cgroup {} left behind", cg.display());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A network namespace outside the node (not enrolled, not a pod), routed through the
+/// host like a machine on the node's network: 10.200.9.100 and .101 inside, the host
+/// side 10.200.9.254. Removed on drop.
+struct Outside {
+    netns: &'static str,
+    host_veth: &'static str,
+    server: Option<Child>,
+}
+
+impl Outside {
+    const NETNS: &'static str = "sluice-e2e-outside";
+    const HOST_VETH: &'static str = "se2e-out-h";
+    const ALLOWED: &'static str = "10.200.9.100";
+    const OTHER: &'static str = "10.200.9.101";
+
+    fn create() -> Self {
+        Self::remove_leftovers();
+        let ip = |args: &[&str]| {
+            let ok = Command::new("ip").args(args).status().unwrap().success();
+            assert!(ok, "ip {}", args.join(" "));
+        };
+        let inside = |args: &[&str]| {
+            let mut full = vec!["netns", "exec", Self::NETNS, "ip"];
+            full.extend_from_slice(args);
+            ip(&full);
+        };
+        let this = Self {
+            netns: Self::NETNS,
+            host_veth: Self::HOST_VETH,
+            server: None,
+        };
+        ip(&["netns", "add", Self::NETNS]);
+        ip(&[
+            "link",
+            "add",
+            Self::HOST_VETH,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "se2e-out-p",
+        ]);
+        ip(&["link", "set", "se2e-out-p", "netns", Self::NETNS]);
+        ip(&["addr", "add", "10.200.9.254/32", "dev", Self::HOST_VETH]);
+        ip(&["link", "set", Self::HOST_VETH, "up"]);
+        std::fs::write(
+            format!("/proc/sys/net/ipv4/conf/{}/forwarding", Self::HOST_VETH),
+            "1",
+        )
+        .unwrap();
+        for addr in [Self::ALLOWED, Self::OTHER] {
+            ip(&[
+                "route",
+                "replace",
+                &format!("{addr}/32"),
+                "dev",
+                Self::HOST_VETH,
+            ]);
+            inside(&["addr", "add", &format!("{addr}/32"), "dev", "se2e-out-p"]);
+        }
+        inside(&["link", "set", "lo", "up"]);
+        inside(&["link", "set", "se2e-out-p", "up"]);
+        inside(&[
+            "route",
+            "add",
+            "10.200.9.254",
+            "dev",
+            "se2e-out-p",
+            "scope",
+            "link",
+        ]);
+        inside(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.200.9.254",
+            "dev",
+            "se2e-out-p",
+        ]);
+        this
+    }
+
+    fn remove_leftovers() {
+        let _ = Command::new("ip")
+            .args(["netns", "del", Self::NETNS])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", Self::HOST_VETH])
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.netns, program]);
+        cmd
+    }
+
+    /// curl from one of the outside addresses.
+    fn curl(&self, from: &str, url: &str) -> u16 {
+        let mut cmd = self.command("curl");
+        cmd.args(["--interface", from]).args(CURL_STATUS).arg(url);
+        http_status(cmd)
+    }
+
+    /// An HTTP server on 10.200.9.100:8000.
+    fn serve_http(&mut self) {
+        let child = self
+            .command("python3")
+            .args(["-m", "http.server", "8000", "--bind", Self::ALLOWED])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+        eventually("the outside HTTP server listens", || {
+            let mut cmd = self.command("curl");
+            cmd.args(CURL_STATUS).arg("http://10.200.9.100:8000/");
+            http_status(cmd) == 200
+        });
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", self.netns])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", self.host_veth])
+            .status();
+    }
+}
+
+/// A UDP echo server pod and the policies of the kernel-only scenario: UDP between
+/// pods, inbound TCP from a CIDR outside the node, egress to that CIDR, and to the
+/// `host` entity.
+const KERNEL_PATHS: &str = r#"
+---
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {name: echo, namespace: e2e, labels: {app: echo}}
+spec:
+  addresses: ["10.200.9.5"]
+  run:
+    command:
+    - python3
+    - -c
+    - |
+      import socket
+      s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+      s.bind(('10.200.9.5', 7000))
+      while True:
+          data, peer = s.recvfrom(512)
+          s.sendto(data, peer)
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: kernel-paths, namespace: e2e}
+specs:
+- endpointSelector: {matchLabels: {app: echo}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: frontend}}]
+    toPorts: [{ports: [{port: "7000", protocol: UDP}]}]
+- endpointSelector: {matchLabels: {app: frontend}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: echo}}]
+    toPorts: [{ports: [{port: "7000", protocol: UDP}]}]
+  - toCIDR: ["10.200.9.100/32"]
+    toPorts: [{ports: [{port: "8000", protocol: TCP}]}]
+  - toEntities: [host]
+    toPorts: [{ports: [{port: "8001", protocol: TCP}]}]
+- endpointSelector: {matchLabels: {app: stranger}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: echo}}]
+    toPorts: [{ports: [{port: "7000", protocol: UDP}]}]
+- endpointSelector: {matchLabels: {app: backend}}
+  ingress:
+  - fromCIDR: ["10.200.9.100/32"]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+"#;
+
+/// Sends one datagram from a pod and prints `reply <text>`, `EPERM` or `timeout`.
+fn udp_from(pod: &str, dst: &str, port: u16) -> String {
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.settimeout(2)\n\
+         try:\n    \
+             s.sendto(b'ping', ('{dst}', {port}))\n    \
+             print('reply', s.recvfrom(64)[0].decode())\n\
+         except PermissionError:\n    \
+             print('EPERM')\n\
+         except socket.timeout:\n    \
+             print('timeout')\n"
+    );
+    let out = Command::new(BIN)
+        .args(["exec", pod, "--", "python3", "-c", &script])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_kernel_decides_udp_inbound_connections_cidr_and_host() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("kernel-paths");
+    std::fs::write(
+        dir.join("config/node.yaml"),
+        config_with(&dir, true, false, KERNEL_PATHS),
+    )
+    .unwrap();
+    let mut outside = Outside::create();
+    let node = Node::start(&dir);
+    outside.serve_http();
+    // The host side: a server on the node's gateway address (entity `host`).
+    let mut host_server = Command::new("python3")
+        .args(["-m", "http.server", "8001", "--bind", "169.254.1.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the backend and the host server listen", || {
+        host_curl("http://10.200.9.3:8080/") == 200 && host_curl("http://169.254.1.1:8001/") == 200
+    });
+
+    // UDP between pods, decided in the kernel: allowed both ways for frontend; stranger
+    // may send (its egress allows it) but echo's ingress drops it.
+    assert_eq!(udp_from("e2e/frontend", "10.200.9.5", 7000), "reply ping");
+    assert_eq!(udp_from("e2e/frontend", "10.200.9.5", 7001), "EPERM");
+    assert_eq!(udp_from("e2e/backend", "10.200.9.5", 7000), "EPERM");
+    assert_eq!(udp_from("e2e/stranger", "10.200.9.5", 7000), "timeout");
+
+    // Inbound from outside the node, never through the proxy: fromCIDR allows .100,
+    // default deny drops .101 at the backend's socket.
+    assert_eq!(
+        outside.curl(Outside::ALLOWED, "http://10.200.9.3:8080/"),
+        200
+    );
+    assert_eq!(outside.curl(Outside::OTHER, "http://10.200.9.3:8080/"), 0);
+
+    // Egress to a CIDR and to the host entity, through the proxy.
+    assert_eq!(curl("e2e/frontend", "http://10.200.9.100:8000/"), 200);
+    assert_eq!(curl("e2e/stranger", "http://10.200.9.100:8000/"), 0);
+    assert_eq!(curl("e2e/frontend", "http://169.254.1.1:8001/"), 200);
+    assert_eq!(curl("e2e/stranger", "http://169.254.1.1:8001/"), 0);
+    let _ = host_server.kill();
+    let _ = host_server.wait();
+
+    // Every one of those decisions is a flow.
+    eventually("flows for the kernel's decisions", || {
+        let flows = node.observe(&[]);
+        let has = |verdict: &str, direction: &str, port: u64, proto: &str| {
+            flows.iter().any(|f| {
+                let f = &f["flow"];
+                f["verdict"] == verdict
+                    && f["traffic_direction"] == direction
+                    && f["l4"][proto]["destination_port"] == port
+            })
+        };
+        has("FORWARDED", "EGRESS", 7000, "UDP")
+            && has("DROPPED", "EGRESS", 7001, "UDP")
+            && has("DROPPED", "INGRESS", 7000, "UDP")
+            && has("DROPPED", "INGRESS", 8080, "TCP")
+            && has("FORWARDED", "EGRESS", 8000, "TCP")
+            && has("DROPPED", "EGRESS", 8001, "TCP")
+    });
+    let ingress_drop = node
+        .observe(&["--verdict", "DROPPED", "--to-pod", "e2e/backend"])
+        .into_iter()
+        .find(|f| f["flow"]["IP"]["source"] == Outside::OTHER)
+        .expect("the outside drop is reported");
+    assert_eq!(ingress_drop["flow"]["drop_reason_desc"], "POLICY_DENIED");
+    // Not in any CIDR of the policy: world (IPv4).
+    assert_eq!(ingress_drop["flow"]["source"]["identity"], 9);
+}

@@ -14,7 +14,8 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SockOps};
 use aya::{Ebpf, EbpfLoader};
 use ipnet::IpNet;
-use sluice_identity::{Identity, Protocol};
+use sluice_identity::ports::PortRange;
+use sluice_identity::{Direction, Identity, Protocol};
 use tracing::{debug, info};
 
 use crate::Error;
@@ -22,7 +23,8 @@ use crate::cgroup::{AttachCgroup, DEFAULT_LOCK_DIR, InstanceLock};
 use crate::events::EventReader;
 use crate::maps as raw;
 use crate::types::{
-    Action, CgroupId, Counters, OrigDst, VerdictKey, WorkloadEntry, client_key, ip_to_raw,
+    Action, CgroupId, Counters, OrigDst, PolicyEntry, VerdictKey, WorkloadEntry, client_key,
+    ip_to_raw, proto_number,
 };
 
 /// The object built from src/bpf/sluice.bpf.c by build.rs.
@@ -107,6 +109,7 @@ pub struct Datapath {
     workloads: HashMap<MapData, u64, raw::Workload>,
     ipcache: LpmTrie<MapData, raw::IpcacheKeyData, raw::IpcacheEntry>,
     verdicts: HashMap<MapData, raw::VerdictKey, raw::Verdict>,
+    policy: LpmTrie<MapData, raw::PolicyKeyData, raw::Verdict>,
     config: Array<MapData, raw::Config>,
     orig_dst_by_client: HashMap<MapData, raw::ClientKey, raw::OrigDst>,
     counters: PerCpuArray<MapData, u64>,
@@ -171,6 +174,7 @@ impl Datapath {
             workloads: take_map(&mut ebpf, raw::MAP_WORKLOADS)?,
             ipcache: take_map(&mut ebpf, raw::MAP_IPCACHE)?,
             verdicts: take_map(&mut ebpf, raw::MAP_VERDICTS)?,
+            policy: take_map(&mut ebpf, raw::MAP_POLICY)?,
             config: take_map(&mut ebpf, raw::MAP_CONFIG)?,
             orig_dst_by_client: take_map(&mut ebpf, raw::MAP_ORIG_DST_BY_CLIENT)?,
             counters: take_map(&mut ebpf, raw::MAP_COUNTERS)?,
@@ -197,6 +201,21 @@ impl Datapath {
 
     pub fn verdicts(&mut self) -> Verdicts<'_> {
         Verdicts(&mut self.verdicts)
+    }
+
+    pub fn policy(&mut self) -> Policy<'_> {
+        Policy(&mut self.policy)
+    }
+
+    /// Audit mode: what policy would drop in the kernel passes, reported as AUDIT.
+    pub fn set_audit(&mut self, audit: bool) -> Result<(), Error> {
+        let mut config = self.read_config()?;
+        if audit {
+            config.flags |= raw::CFG_F_AUDIT;
+        } else {
+            config.flags &= !raw::CFG_F_AUDIT;
+        }
+        self.write_config(config)
     }
 
     /// Where redirected connections and DNS go. Until this is called the proxy port
@@ -258,6 +277,8 @@ impl Datapath {
             events_lost: read(raw::CTR_EVENTS_LOST)?,
             map_full: read(raw::CTR_MAP_FULL)?,
             stale_verdicts: read(raw::CTR_STALE_VERDICT)?,
+            audited: read(raw::CTR_AUDITED)?,
+            udp_flow_hits: read(raw::CTR_UDP_CT_HIT)?,
         })
     }
 
@@ -367,25 +388,114 @@ impl Verdicts<'_> {
         action: Action,
         generation: u32,
     ) -> Result<(), Error> {
-        let (action, drop_reason) = match action {
-            Action::Bypass => (raw::ACTION_BYPASS, 0),
-            Action::Deny(reason) => (raw::ACTION_DENY, reason.code()),
-            Action::Redirect => (raw::ACTION_REDIRECT, 0),
-        };
-        let value = raw::Verdict {
-            action,
-            drop_reason,
-            _pad: 0,
-            generation,
-        };
         self.0
-            .insert(key.to_raw()?, value, 0)
+            .insert(key.to_raw()?, verdict_value(action, generation), 0)
             .map_err(Error::map(raw::MAP_VERDICTS))
     }
 
     pub fn remove(&mut self, key: VerdictKey) -> Result<bool, Error> {
         absent_is_false(self.0.remove(&key.to_raw()?), raw::MAP_VERDICTS)
     }
+
+    /// Removes every verdict of another generation (the kernel already ignores them;
+    /// this gives their room back). Returns how many were removed.
+    pub fn retain_generation(&mut self, generation: u32) -> Result<usize, Error> {
+        let stale: Vec<raw::VerdictKey> = self
+            .0
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.generation != generation)
+            .map(|(k, _)| k)
+            .collect();
+        let mut removed = 0;
+        for key in stale {
+            removed += usize::from(absent_is_false(self.0.remove(&key), raw::MAP_VERDICTS)?);
+        }
+        Ok(removed)
+    }
+}
+
+/// POLICY: an endpoint's L3/L4 policy precomputed for the kernel, for what never
+/// reaches the proxy (UDP, and connection requests arriving from outside the node).
+/// Port ranges become LPM prefixes on the port.
+pub struct Policy<'a>(&'a mut LpmTrie<MapData, raw::PolicyKeyData, raw::Verdict>);
+
+impl Policy<'_> {
+    /// Writes one entry (as many prefixes as its port range needs); returns how many.
+    pub fn insert(&mut self, entry: &PolicyEntry, generation: u32) -> Result<usize, Error> {
+        let value = verdict_value(entry.action, generation);
+        let prefixes = port_prefixes(entry.ports);
+        for (port, bits) in &prefixes {
+            let key = LpmKey::new(
+                raw::POLICY_PREFIX_BASE + u32::from(*bits),
+                raw::PolicyKeyData {
+                    endpoint: entry.endpoint.0.to_be(),
+                    peer: entry.peer.map_or(0, |p| p.0).to_be(),
+                    direction: direction_number(entry.direction),
+                    proto: proto_number(entry.proto)?,
+                    port: port.to_be(),
+                },
+            );
+            self.0
+                .insert(&key, value, 0)
+                .map_err(Error::map(raw::MAP_POLICY))?;
+        }
+        Ok(prefixes.len())
+    }
+
+    /// Removes every entry of another generation. Returns how many were removed.
+    pub fn retain_generation(&mut self, generation: u32) -> Result<usize, Error> {
+        let stale: Vec<LpmKey<raw::PolicyKeyData>> = self
+            .0
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.generation != generation)
+            .map(|(k, _)| k)
+            .collect();
+        let mut removed = 0;
+        for key in stale {
+            removed += usize::from(absent_is_false(self.0.remove(&key), raw::MAP_POLICY)?);
+        }
+        Ok(removed)
+    }
+}
+
+fn verdict_value(action: Action, generation: u32) -> raw::Verdict {
+    let (action, drop_reason) = match action {
+        Action::Bypass => (raw::ACTION_BYPASS, 0),
+        Action::Deny(reason) => (raw::ACTION_DENY, reason.code()),
+        Action::Redirect => (raw::ACTION_REDIRECT, 0),
+    };
+    raw::Verdict {
+        action,
+        drop_reason,
+        _pad: 0,
+        generation,
+    }
+}
+
+fn direction_number(d: Direction) -> u8 {
+    match d {
+        Direction::Ingress => raw::DIR_INGRESS,
+        Direction::Egress => raw::DIR_EGRESS,
+    }
+}
+
+/// A port range as the fewest aligned power-of-two blocks: `(first port, prefix bits)`,
+/// at most 30 of them.
+pub fn port_prefixes(range: PortRange) -> Vec<(u16, u8)> {
+    let mut out = Vec::new();
+    let (mut start, end) = (u32::from(range.lo), u32::from(range.hi));
+    while start <= end {
+        let mut k = start.trailing_zeros().min(16);
+        while start + (1 << k) - 1 > end {
+            k -= 1;
+        }
+        // start < 65536 and k <= 16: both fit.
+        out.push((start as u16, (16 - k) as u8));
+        start += 1 << k;
+    }
+    out
 }
 
 fn absent_is_false(
@@ -521,4 +631,44 @@ fn check_pin_dir(dir: &Path) -> Result<(), Error> {
         std::fs::create_dir(dir).map_err(|e| pin_err(format!("cannot create it: {e}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_become_the_fewest_aligned_prefixes() {
+        type Prefixes = &'static [(u16, u8)];
+        let cases: &[((u16, u16), Prefixes)] = &[
+            ((80, 80), &[(80, 16)]),
+            ((0, 65535), &[(0, 0)]),
+            (
+                (1024, 65535),
+                &[
+                    (1024, 6),
+                    (2048, 5),
+                    (4096, 4),
+                    (8192, 3),
+                    (16384, 2),
+                    (32768, 1),
+                ],
+            ),
+            ((8080, 8083), &[(8080, 14)]),
+            ((5, 8), &[(5, 16), (6, 15), (8, 16)]),
+            ((65535, 65535), &[(65535, 16)]),
+        ];
+        for ((lo, hi), want) in cases {
+            assert_eq!(
+                port_prefixes(PortRange { lo: *lo, hi: *hi }),
+                *want,
+                "{lo}-{hi}"
+            );
+        }
+        // Every port of a worst-case range is covered exactly once.
+        let prefixes = port_prefixes(PortRange { lo: 1, hi: 65534 });
+        assert!(prefixes.len() <= 30);
+        let covered: u32 = prefixes.iter().map(|(_, bits)| 1u32 << (16 - bits)).sum();
+        assert_eq!(covered, 65534);
+    }
 }

@@ -19,10 +19,13 @@ pub mod maps;
 mod types;
 
 pub use cgroup::AttachCgroup;
-pub use datapath::{Datapath, IpCache, LoadOptions, PROGRAMS, RedirectPorts, Verdicts, Workloads};
+pub use datapath::{
+    Datapath, IpCache, LoadOptions, PROGRAMS, Policy, RedirectPorts, Verdicts, Workloads,
+    port_prefixes,
+};
 pub use error::Error;
 pub use events::EventReader;
 pub use types::{
     Action, CgroupId, Counters, EventVerdict, Hook, KernelDropReason, KernelEvent, OrigDst,
-    VerdictKey, WorkloadEntry, WorkloadFlags,
+    PolicyEntry, VerdictKey, WorkloadEntry, WorkloadFlags,
 };

@@ -17,6 +17,10 @@ pub const IDENTITY_WORLD: u32 = 2;
 pub const WL_F_INGRESS: u32 = 1 << 0;
 pub const WL_F_INGRESS_DEFAULT_DENY: u32 = 1 << 1;
 pub const WL_F_LOOPBACK: u32 = 1 << 2;
+pub const WL_F_EGRESS_DEFAULT_DENY: u32 = 1 << 3;
+
+pub const CFG_F_AUDIT: u32 = 1 << 0;
+pub const POLICY_PREFIX_BASE: u32 = 80;
 
 pub const IPCACHE_PREFIX_BASE: u32 = 32;
 
@@ -37,10 +41,13 @@ pub const CTR_NOT_READY: u32 = 6;
 pub const CTR_EVENTS_LOST: u32 = 7;
 pub const CTR_MAP_FULL: u32 = 8;
 pub const CTR_STALE_VERDICT: u32 = 9;
+pub const CTR_AUDITED: u32 = 10;
+pub const CTR_UDP_CT_HIT: u32 = 11;
 pub const CTR_MAX: u32 = 16;
 
 pub const VERDICT_FORWARDED: u8 = 1;
 pub const VERDICT_DROPPED: u8 = 2;
+pub const VERDICT_AUDIT: u8 = 4;
 pub const VERDICT_REDIRECTED: u8 = 5;
 
 pub const HOOK_CONNECT: u8 = 1;
@@ -59,7 +66,9 @@ pub const MAP_ORIG_DST_BY_CLIENT: &str = "SLUICE_ORIG_DST_BY_CLIENT";
 pub const MAP_DNS_ORIG: &str = "SLUICE_DNS_ORIG";
 pub const MAP_COUNTERS: &str = "SLUICE_COUNTERS";
 pub const MAP_EVENTS: &str = "SLUICE_EVENTS";
-pub const ALL_MAPS: [&str; 9] = [
+pub const MAP_POLICY: &str = "SLUICE_POLICY";
+pub const MAP_UDP_CT: &str = "SLUICE_UDP_CT";
+pub const ALL_MAPS: [&str; 11] = [
     MAP_WORKLOADS,
     MAP_IPCACHE,
     MAP_VERDICTS,
@@ -69,6 +78,8 @@ pub const ALL_MAPS: [&str; 9] = [
     MAP_DNS_ORIG,
     MAP_COUNTERS,
     MAP_EVENTS,
+    MAP_POLICY,
+    MAP_UDP_CT,
 ];
 
 /// `struct sluice_workload`
@@ -126,6 +137,37 @@ pub struct Verdict {
     pub drop_reason: u8,
     pub _pad: u16,
     pub generation: u32,
+}
+
+/// `struct sluice_policy_key` after its `prefixlen` (aya's `lpm_trie::Key<T>` adds it).
+/// `endpoint`, `peer` and `port` hold big-endian bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PolicyKeyData {
+    pub endpoint: u32,
+    pub peer: u32,
+    pub direction: u8,
+    pub proto: u8,
+    pub port: u16,
+}
+
+/// `struct sluice_policy_key`, whole (for the layout test).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyKey {
+    pub prefixlen: u32,
+    pub data: PolicyKeyData,
+}
+
+/// `struct sluice_udp_ct_key`
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdpCtKey {
+    pub cookie: u64,
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    pub _pad: [u8; 5],
 }
 
 /// `struct sluice_config`
@@ -200,6 +242,8 @@ unsafe impl aya::Pod for VerdictKey {}
 unsafe impl aya::Pod for Verdict {}
 // SAFETY: see above.
 unsafe impl aya::Pod for Config {}
+// SAFETY: see above; four integer fields, no padding.
+unsafe impl aya::Pod for PolicyKeyData {}
 // SAFETY: see above.
 unsafe impl aya::Pod for OrigDst {}
 // SAFETY: see above.
@@ -311,6 +355,21 @@ pub fn rust_layout() -> Vec<String> {
     f!("sluice_verdict", Verdict, _pad);
     f!("sluice_verdict", Verdict, generation);
 
+    s!("sluice_policy_key", PolicyKey);
+    f!("sluice_policy_key", PolicyKey, prefixlen);
+    f!("sluice_policy_key", PolicyKey, data.endpoint);
+    f!("sluice_policy_key", PolicyKey, data.peer);
+    f!("sluice_policy_key", PolicyKey, data.direction);
+    f!("sluice_policy_key", PolicyKey, data.proto);
+    f!("sluice_policy_key", PolicyKey, data.port);
+
+    s!("sluice_udp_ct_key", UdpCtKey);
+    f!("sluice_udp_ct_key", UdpCtKey, cookie);
+    f!("sluice_udp_ct_key", UdpCtKey, addr);
+    f!("sluice_udp_ct_key", UdpCtKey, port);
+    f!("sluice_udp_ct_key", UdpCtKey, family);
+    f!("sluice_udp_ct_key", UdpCtKey, _pad);
+
     s!("sluice_config", Config);
     f!("sluice_config", Config, generation);
     f!("sluice_config", Config, proxy_port);
@@ -363,6 +422,9 @@ pub fn rust_layout() -> Vec<String> {
         WL_F_INGRESS_DEFAULT_DENY
     );
     c!("SLUICE_WL_F_LOOPBACK", WL_F_LOOPBACK);
+    c!("SLUICE_WL_F_EGRESS_DEFAULT_DENY", WL_F_EGRESS_DEFAULT_DENY);
+    c!("SLUICE_CFG_F_AUDIT", CFG_F_AUDIT);
+    c!("SLUICE_POLICY_PREFIX_BASE", POLICY_PREFIX_BASE);
     c!("SLUICE_IPCACHE_PREFIX_BASE", IPCACHE_PREFIX_BASE);
     c!("SLUICE_DIR_INGRESS", DIR_INGRESS);
     c!("SLUICE_DIR_EGRESS", DIR_EGRESS);
@@ -382,9 +444,12 @@ pub fn rust_layout() -> Vec<String> {
     c!("SLUICE_CTR_EVENTS_LOST", CTR_EVENTS_LOST);
     c!("SLUICE_CTR_MAP_FULL", CTR_MAP_FULL);
     c!("SLUICE_CTR_STALE_VERDICT", CTR_STALE_VERDICT);
+    c!("SLUICE_CTR_AUDITED", CTR_AUDITED);
+    c!("SLUICE_CTR_UDP_CT_HIT", CTR_UDP_CT_HIT);
     c!("SLUICE_CTR_MAX", CTR_MAX);
     c!("SLUICE_VERDICT_FORWARDED", VERDICT_FORWARDED);
     c!("SLUICE_VERDICT_DROPPED", VERDICT_DROPPED);
+    c!("SLUICE_VERDICT_AUDIT", VERDICT_AUDIT);
     c!("SLUICE_VERDICT_REDIRECTED", VERDICT_REDIRECTED);
     c!("SLUICE_HOOK_CONNECT", HOOK_CONNECT);
     c!("SLUICE_HOOK_SENDMSG", HOOK_SENDMSG);

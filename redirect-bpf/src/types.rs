@@ -27,14 +27,17 @@ pub struct WorkloadFlags(u32);
 
 impl WorkloadFlags {
     pub const NONE: Self = Self(0);
-    /// Enforce explicit ingress DENY verdicts in the kernel (cgroup_skb/ingress).
+    /// Enforce ingress verdicts (VERDICTS, then POLICY) in the kernel (cgroup_skb/ingress).
     pub const INGRESS: Self = Self(raw::WL_F_INGRESS);
-    /// Also drop inbound TCP connection requests that have no BYPASS verdict and do not
-    /// come from the proxy. Meaningful with [`Self::INGRESS`].
+    /// Also drop inbound TCP connection requests and new UDP flows that have no verdict
+    /// and do not come from the proxy. Meaningful with [`Self::INGRESS`].
     pub const INGRESS_DEFAULT_DENY: Self = Self(raw::WL_F_INGRESS_DEFAULT_DENY);
     /// Redirect loopback destinations too: for workloads in the host's netns. Pods keep
     /// their own loopback traffic.
     pub const LOOPBACK: Self = Self(raw::WL_F_LOOPBACK);
+    /// UDP with no verdict (neither VERDICTS nor POLICY) is dropped with 133; without
+    /// this flag it passes. TCP always goes to the proxy, which decides.
+    pub const EGRESS_DEFAULT_DENY: Self = Self(raw::WL_F_EGRESS_DEFAULT_DENY);
 
     pub fn bits(self) -> u32 {
         self.0
@@ -95,6 +98,20 @@ pub enum Action {
     Deny(DropReason),
     /// Through the proxy (the same as having no verdict).
     Redirect,
+}
+
+/// One POLICY entry: what `endpoint` does in `direction` with `peer` (`None`: any
+/// peer without an entry of its own) on `ports` of `proto`. `Redirect` means L7 rules
+/// or authentication apply: only the proxy may carry it (UDP and inbound traffic that
+/// did not come through the proxy are dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyEntry {
+    pub endpoint: Identity,
+    pub direction: Direction,
+    pub peer: Option<Identity>,
+    pub proto: Protocol,
+    pub ports: sluice_identity::ports::PortRange,
+    pub action: Action,
 }
 
 /// The key of a VERDICTS entry. Egress: `src` is the local workload and `dst` the peer;
@@ -218,6 +235,10 @@ pub struct Counters {
     pub map_full: u64,
     /// Verdicts ignored because they belong to an older policy generation.
     pub stale_verdicts: u64,
+    /// Would have been dropped; passed because of audit mode.
+    pub audited: u64,
+    /// UDP datagrams of flows already allowed (no policy lookup).
+    pub udp_flow_hits: u64,
 }
 
 /// Hubble's verdict for a kernel decision.
@@ -225,6 +246,8 @@ pub struct Counters {
 pub enum EventVerdict {
     Forwarded,
     Dropped,
+    /// Policy would have dropped it; audit mode let it pass (`drop_reason` says why).
+    Audit,
     Redirected,
 }
 
@@ -283,7 +306,7 @@ pub struct KernelEvent {
     pub dst: SocketAddr,
     pub proto: Protocol,
     pub verdict: EventVerdict,
-    /// Set when `verdict` is `Dropped`.
+    /// Set when `verdict` is `Dropped` or `Audit`.
     pub drop_reason: Option<KernelDropReason>,
     pub direction: Direction,
     pub hook: Hook,
@@ -295,6 +318,7 @@ impl KernelEvent {
         let verdict = match e.verdict {
             raw::VERDICT_FORWARDED => EventVerdict::Forwarded,
             raw::VERDICT_DROPPED => EventVerdict::Dropped,
+            raw::VERDICT_AUDIT => EventVerdict::Audit,
             raw::VERDICT_REDIRECTED => EventVerdict::Redirected,
             _ => return None,
         };
@@ -314,7 +338,7 @@ impl KernelEvent {
             dst: SocketAddr::new(ip_from_raw(e.family, e.dst_addr)?, e.dst_port),
             proto: proto_from_number(e.proto)?,
             verdict,
-            drop_reason: (verdict == EventVerdict::Dropped)
+            drop_reason: matches!(verdict, EventVerdict::Dropped | EventVerdict::Audit)
                 .then(|| KernelDropReason::from_code(e.drop_reason)),
             direction: match e.direction {
                 raw::DIR_INGRESS => Direction::Ingress,

@@ -16,7 +16,8 @@ use serde::Serialize;
 use sluice_config::PolicyKind;
 
 pub use resolve::{
-    CompileError, CompiledPolicy, DirectionPolicy, EndpointPolicy, Outcome, PortLookup,
+    CompileError, CompiledPolicy, DirectionPolicy, EndpointPolicy, KernelAction, KernelPolicy,
+    KernelRule, Outcome, PortLookup,
 };
 pub use table::{L7Kind, L7Policy, L7Rule, PortVerdict};
 pub use verdict::{AuthMode, Decision, DecisionKind, DropReason, Verdict};

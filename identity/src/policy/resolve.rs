@@ -267,6 +267,138 @@ impl CompiledPolicy {
     }
 }
 
+/// What the kernel does on its own with traffic the proxy never sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelAction {
+    /// Allowed at L3/L4, nothing more to check.
+    Allow,
+    /// Allowed only with L7 rules or authentication: only the proxy may carry it.
+    Proxy,
+    /// Denied by a deny rule.
+    Deny(DropReason),
+}
+
+/// One entry of an endpoint direction's policy as the kernel holds it: `peer` `None`
+/// applies to peers without entries of their own. Entries naming a peer already include
+/// the any-peer rules for every port either covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelRule {
+    pub peer: Option<Identity>,
+    pub proto: Protocol,
+    pub ports: PortRange,
+    pub action: KernelAction,
+}
+
+/// An endpoint direction's L3/L4 policy, flattened for the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelPolicy {
+    /// Traffic no rule covers is dropped (133).
+    pub default_deny: bool,
+    pub rules: Vec<KernelRule>,
+}
+
+impl CompiledPolicy {
+    /// The L3/L4 policy of `endpoint` in `direction` for `protocols`, flattened into
+    /// per-peer port ranges, for the kernel to decide what never reaches the proxy.
+    /// Audit mode is not applied here (the kernel has its own switch). A direction
+    /// failed closed by a rejected policy is default deny with no rules.
+    pub fn kernel_policy(
+        &self,
+        endpoint: Identity,
+        direction: Direction,
+        protocols: &[Protocol],
+    ) -> KernelPolicy {
+        if self.enforcement == EnforcementMode::Never {
+            return KernelPolicy::default();
+        }
+        let Some(ep) = self.endpoints.get(&endpoint) else {
+            return KernelPolicy::default();
+        };
+        let dp = ep.direction(direction);
+        if !dp.fail_closed.is_empty() {
+            return KernelPolicy {
+                default_deny: true,
+                rules: Vec::new(),
+            };
+        }
+        let mut rules = Vec::new();
+        for &proto in protocols {
+            for (range, v) in dp.any_peer.segments(proto) {
+                let lookup = PortLookup {
+                    specific: None,
+                    any: Some(v),
+                };
+                push_rule(&mut rules, None, proto, range, &lookup);
+            }
+            let mut peers: Vec<_> = dp.by_peer.iter().collect();
+            peers.sort_by_key(|(id, _)| **id);
+            for (peer, table) in peers {
+                let mut bounds: Vec<u32> = table
+                    .segments(proto)
+                    .chain(dp.any_peer.segments(proto))
+                    .flat_map(|(r, _)| [u32::from(r.lo), u32::from(r.hi) + 1])
+                    .collect();
+                bounds.sort_unstable();
+                bounds.dedup();
+                for w in bounds.windows(2) {
+                    // Both bounds come from u16 ports (w[1] - 1 <= 65535).
+                    let range = PortRange {
+                        lo: u16::try_from(w[0]).unwrap_or(u16::MAX),
+                        hi: u16::try_from(w[1] - 1).unwrap_or(u16::MAX),
+                    };
+                    let lookup = PortLookup {
+                        specific: table.lookup(proto, range.lo),
+                        any: dp.any_peer.lookup(proto, range.lo),
+                    };
+                    push_rule(&mut rules, Some(*peer), proto, range, &lookup);
+                }
+            }
+        }
+        KernelPolicy {
+            default_deny: dp.enforced,
+            rules,
+        }
+    }
+}
+
+/// Appends the rule a lookup means for `range`, merged into the previous one when it
+/// continues it with the same action.
+fn push_rule(
+    rules: &mut Vec<KernelRule>,
+    peer: Option<Identity>,
+    proto: Protocol,
+    range: PortRange,
+    lookup: &PortLookup<'_>,
+) {
+    let action = if lookup.denied() {
+        KernelAction::Deny(DropReason::PolicyDenyList)
+    } else if lookup.allowed() {
+        let auth = lookup.auth().filter(|a| *a != AuthMode::Disabled);
+        if lookup.needs_l7() || auth.is_some() {
+            KernelAction::Proxy
+        } else {
+            KernelAction::Allow
+        }
+    } else {
+        return;
+    };
+    if let Some(last) = rules.last_mut()
+        && last.peer == peer
+        && last.proto == proto
+        && last.action == action
+        && u32::from(last.ports.hi) + 1 == u32::from(range.lo)
+    {
+        last.ports.hi = range.hi;
+        return;
+    }
+    rules.push(KernelRule {
+        peer,
+        proto,
+        ports: range,
+        action,
+    });
+}
+
 impl DirectionPolicy {
     /// What the tables hold for a peer and port: one hash lookup and at most two
     /// binary searches, nothing allocated.

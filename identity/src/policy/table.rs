@@ -262,6 +262,13 @@ impl PortTable {
             .map(|s| s.verdict.as_ref())
     }
 
+    /// The table's segments for one protocol, in port order.
+    pub fn segments(&self, proto: Protocol) -> impl Iterator<Item = (PortRange, &PortVerdict)> {
+        self.by_protocol[proto.index()]
+            .iter()
+            .map(|s| (s.range, s.verdict.as_ref()))
+    }
+
     #[cfg(test)]
     fn segment_count(&self) -> usize {
         self.by_protocol.iter().map(Vec::len).sum()

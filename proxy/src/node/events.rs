@@ -12,6 +12,11 @@ use tracing::warn;
 use super::proxy::{Shared, endpoint_of, push};
 use crate::flow::{Flow, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp};
 
+/// After the first event of a quiet spell, let more arrive before draining them: one
+/// wake-up per batch instead of one per connection keeps the reader off the CPU that
+/// the workloads' connections need (flows show up at most this much later).
+const BATCH_WINDOW: Duration = Duration::from_millis(10);
+
 /// Reads kernel events on a thread of its own until `stop` is set.
 pub fn spawn_reader(
     mut reader: EventReader,
@@ -21,7 +26,13 @@ pub fn spawn_reader(
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             match reader.next_timeout(Duration::from_millis(200)) {
-                Ok(Some(event)) => record(&shared, &event),
+                Ok(Some(event)) => {
+                    record(&shared, &event);
+                    std::thread::sleep(BATCH_WINDOW);
+                    while let Some(event) = reader.try_next() {
+                        record(&shared, &event);
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     warn!(error = %e, "reading kernel events failed; kernel decisions no longer become flows");
@@ -39,6 +50,8 @@ fn record(shared: &Shared, e: &KernelEvent) {
             (FlowVerdict::Dropped, Some(reason))
         }
         (EventVerdict::Dropped, _) => (FlowVerdict::Dropped, None),
+        // As the proxy reports audited connections: the verdict says it all.
+        (EventVerdict::Audit, _) => (FlowVerdict::Audit, None),
         // The proxy reports what it decides for redirected connections.
         (EventVerdict::Redirected, _) => return,
     };

@@ -8,6 +8,7 @@
 mod events;
 pub mod pods;
 pub mod proxy;
+mod splice;
 pub mod state;
 
 use std::fs::{self, File};
@@ -18,8 +19,12 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
-use sluice_bpf::{CgroupId, Datapath, LoadOptions, RedirectPorts, WorkloadEntry, WorkloadFlags};
-use sluice_identity::Identity;
+use sluice_bpf::{
+    Action, CgroupId, Datapath, LoadOptions, PolicyEntry, RedirectPorts, WorkloadEntry,
+    WorkloadFlags,
+};
+use sluice_identity::policy::{KernelAction, KernelPolicy};
+use sluice_identity::{Direction, Identity, Protocol};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -63,6 +68,7 @@ pub fn node_cgroup() -> anyhow::Result<PathBuf> {
 
 /// Runs the node until Ctrl-C or SIGTERM.
 pub async fn up(options: UpOptions) -> anyhow::Result<()> {
+    raise_open_file_limit();
     fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
     let lock_path = Path::new(RUN_DIR).join("node.lock");
     let lock =
@@ -101,13 +107,8 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             .ok_or_else(|| pods::PodError::NoAddress {
                 pod: format!("{ns}/{}", w.metadata.name),
             })?;
-        pods.push(Pod::create(
-            &ns,
-            &w.metadata.name,
-            address,
-            parent.path(),
-            Some(&run.command),
-        )?);
+        let pod = Pod::create(&ns, &w.metadata.name, address, parent.path())?;
+        pods.push((pod, run.command.clone()));
     }
 
     // Pinned links keep the redirects in place if this process dies: the pods' connects
@@ -119,13 +120,14 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             .pin_links_under(&link_dir),
     )
     .context("loading the BPF datapath")?;
-    fill_maps(&mut datapath, &snapshot, &pods)?;
+    let (mut pods, commands): (Vec<Pod>, Vec<Vec<String>>) = pods.into_iter().unzip();
+    datapath.set_generation(generation)?;
+    KernelMaps::compute(&snapshot, &pods)?.write(&mut datapath, generation)?;
     datapath.set_redirect_ports(RedirectPorts {
         proxy: node.proxy_port,
         // The DNS proxy lands with the FQDN work; until then DNS is plain UDP.
         dns_proxy: 0,
     })?;
-    datapath.set_generation(generation)?;
     let events = datapath.take_event_reader();
 
     let listener = if pods.is_empty() {
@@ -146,6 +148,10 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     let events_thread =
         events.map(|r| events::spawn_reader(r, shared.clone(), stop_events.clone()));
     let proxy_task = listener.map(|l| tokio::spawn(proxy::serve(l, shared.clone())));
+    // Enrolled, redirected and served: only now may the workloads run.
+    for (pod, command) in pods.iter_mut().zip(&commands) {
+        pod.start(command)?;
+    }
     let admin = crate::admin::AdminServer::bind(&node.admin_socket)?;
     let admin_task = tokio::spawn(async move {
         if let Err(e) = admin.run(ring).await {
@@ -223,48 +229,155 @@ fn reload(shared: &Shared, paths: &[PathBuf], generation: u32, pods: &[Pod]) {
             return;
         }
     };
+    let kernel = match KernelMaps::compute(&snapshot, pods) {
+        Ok(k) => k,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "reload rejected; the last good configuration stays in force");
+            eprintln!("sluice: reload rejected, keeping the last good configuration:\n{e:#}");
+            return;
+        }
+    };
     let mut dp = shared.datapath();
+    // From here on no verdict or policy entry of the old generation counts. Until the
+    // new entries are in (a few map writes), new UDP flows and inbound connection
+    // requests of workloads with default deny are refused: closed, never open.
     if let Err(e) = dp.set_generation(generation) {
         warn!(error = %e, "invalidating kernel verdicts failed");
     }
-    if let Err(e) = fill_maps(&mut dp, &snapshot, pods) {
-        warn!(error = %e, "updating the kernel maps failed");
+    if let Err(e) = kernel.write(&mut dp, generation) {
+        warn!(error = %format!("{e:#}"), "updating the kernel maps failed");
     }
     drop(dp);
+    drop(kernel);
     shared.state.store(snapshot);
     info!(generation, "configuration reloaded");
     eprintln!("sluice: configuration reloaded (generation {generation})");
 }
 
-fn fill_maps(dp: &mut Datapath, snapshot: &Snapshot, pods: &[Pod]) -> anyhow::Result<()> {
-    let universe = snapshot.policy.universe();
-    for (net, id) in universe.ipcache().entries() {
-        dp.ipcache().insert(net, id)?;
+/// What the kernel maps hold for one policy generation, computed before anything is
+/// written so that a configuration too large for the maps is refused whole.
+struct KernelMaps<'a> {
+    snapshot: &'a Snapshot,
+    workloads: Vec<(CgroupId, WorkloadEntry)>,
+    policy: Vec<PolicyEntry>,
+}
+
+/// Entries the POLICY map holds (SLUICE_MAX_POLICY in the BPF object).
+const POLICY_CAPACITY: usize = 262_144;
+
+impl<'a> KernelMaps<'a> {
+    fn compute(snapshot: &'a Snapshot, pods: &[Pod]) -> anyhow::Result<Self> {
+        let policy = &snapshot.policy;
+        let universe = policy.universe();
+        let mut workloads = Vec::new();
+        let mut entries = Vec::new();
+        let mut done = std::collections::HashSet::new();
+        for pod in pods {
+            let Some(ep) = universe.endpoint(&pod.namespace, &pod.name) else {
+                warn!(pod = %pod.display_name(), "pod no longer in the configuration; its traffic fails closed");
+                continue;
+            };
+            // What never reaches the proxy: connection requests and UDP arriving from
+            // outside the proxy's path, and the workload's own UDP.
+            let ingress = policy.kernel_policy(
+                ep.identity,
+                Direction::Ingress,
+                &[Protocol::Tcp, Protocol::Udp],
+            );
+            let egress = policy.kernel_policy(ep.identity, Direction::Egress, &[Protocol::Udp]);
+            let mut flags = WorkloadFlags::INGRESS;
+            if ingress.default_deny {
+                flags = flags | WorkloadFlags::INGRESS_DEFAULT_DENY;
+            }
+            if egress.default_deny {
+                flags = flags | WorkloadFlags::EGRESS_DEFAULT_DENY;
+            }
+            if done.insert(ep.identity) {
+                push_entries(&mut entries, ep.identity, Direction::Ingress, &ingress);
+                push_entries(&mut entries, ep.identity, Direction::Egress, &egress);
+            }
+            workloads.push((
+                CgroupId(pod.cgroup.id()?),
+                WorkloadEntry {
+                    identity: ep.identity,
+                    flags,
+                    proxy_v4: Some(GATEWAY),
+                    proxy_v6: None,
+                },
+            ));
+        }
+        let prefixes: usize = entries
+            .iter()
+            .map(|e| sluice_bpf::port_prefixes(e.ports).len())
+            .sum();
+        if prefixes > POLICY_CAPACITY {
+            bail!(
+                "the policy needs {prefixes} kernel POLICY entries for {} workloads, more than the map holds ({POLICY_CAPACITY}); select fewer peers or use fewer, aligned port ranges",
+                workloads.len()
+            );
+        }
+        Ok(Self {
+            snapshot,
+            workloads,
+            policy: entries,
+        })
     }
-    dp.ipcache()
-        .insert(IpNet::from(IpAddr::V4(GATEWAY)), Identity::HOST)?;
-    // What nothing claims is world, per family, as the policy engine sees it (the
-    // kernel's own default is plain `world`, and verdicts would never match).
-    dp.ipcache()
-        .insert(IpNet::V4(Default::default()), Identity::WORLD_IPV4)?;
-    dp.ipcache()
-        .insert(IpNet::V6(Default::default()), Identity::WORLD_IPV6)?;
-    for pod in pods {
-        let Some(ep) = universe.endpoint(&pod.namespace, &pod.name) else {
-            warn!(pod = %pod.display_name(), "pod no longer in the configuration; its traffic fails closed");
-            continue;
-        };
-        dp.workloads().insert(
-            CgroupId(pod.cgroup.id()?),
-            WorkloadEntry {
-                identity: ep.identity,
-                flags: WorkloadFlags::NONE,
-                proxy_v4: Some(GATEWAY),
-                proxy_v6: None,
-            },
-        )?;
+
+    /// Writes everything for `generation` (the kernel's current one, or about to be),
+    /// then removes what older generations left.
+    fn write(&self, dp: &mut Datapath, generation: u32) -> anyhow::Result<()> {
+        let universe = self.snapshot.policy.universe();
+        for (net, id) in universe.ipcache().entries() {
+            dp.ipcache().insert(net, id)?;
+        }
+        dp.ipcache()
+            .insert(IpNet::from(IpAddr::V4(GATEWAY)), Identity::HOST)?;
+        // What nothing claims is world, per family, as the policy engine sees it (the
+        // kernel's own default is plain `world`, and verdicts would never match).
+        dp.ipcache()
+            .insert(IpNet::V4(Default::default()), Identity::WORLD_IPV4)?;
+        dp.ipcache()
+            .insert(IpNet::V6(Default::default()), Identity::WORLD_IPV6)?;
+        dp.set_audit(self.snapshot.policy.audit_mode())?;
+        let mut written = 0;
+        for entry in &self.policy {
+            written += dp.policy().insert(entry, generation)?;
+        }
+        // Flags last: a workload turns to default deny only once its allows are in.
+        for (cgroup, entry) in &self.workloads {
+            dp.workloads().insert(*cgroup, *entry)?;
+        }
+        let stale_policy = dp.policy().retain_generation(generation)?;
+        let stale_verdicts = dp.verdicts().retain_generation(generation)?;
+        info!(
+            generation,
+            policy_entries = written,
+            stale_policy,
+            stale_verdicts,
+            "kernel maps written"
+        );
+        Ok(())
     }
-    Ok(())
+}
+
+fn push_entries(
+    out: &mut Vec<PolicyEntry>,
+    endpoint: Identity,
+    direction: Direction,
+    k: &KernelPolicy,
+) {
+    out.extend(k.rules.iter().map(|rule| PolicyEntry {
+        endpoint,
+        direction,
+        peer: rule.peer,
+        proto: rule.proto,
+        ports: rule.ports,
+        action: match rule.action {
+            KernelAction::Allow => Action::Bypass,
+            KernelAction::Proxy => Action::Redirect,
+            KernelAction::Deny(reason) => Action::Deny(reason),
+        },
+    }));
 }
 
 /// Watches the configuration paths; every change sends on `changed` (coalesced: a
@@ -317,6 +430,19 @@ fn bpffs_dir() -> anyhow::Result<PathBuf> {
     let dir = root.join("sluice").join("links");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+/// A proxy holds two descriptors per connection, and the pods inherit the limit: raise
+/// the soft limit on open files to the hard one, as servers do.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            warn!(error = %e, "cannot raise the open-file limit; busy nodes may run out of descriptors");
+        }
+    }
 }
 
 fn hostname() -> String {

@@ -195,13 +195,13 @@ pub struct Pod {
 
 impl Pod {
     /// Creates the netns, veth and cgroup of a pod under `cgroup_parent` (a cgroup
-    /// sluice owns) and starts `command` in it, if any.
+    /// sluice owns). Nothing runs in it until [`Pod::start`]: the node enrolls the
+    /// cgroup in the kernel maps first, so no connection escapes policy.
     pub fn create(
         namespace: &str,
         name: &str,
         address: IpAddr,
         cgroup_parent: &Path,
-        command: Option<&[String]>,
     ) -> Result<Self, PodError> {
         let pod = format!("{namespace}/{name}");
         let IpAddr::V4(address) = address else {
@@ -217,7 +217,7 @@ impl Pod {
             });
         }
         let cgroup = OwnedCgroup::create(ns_dir.join(name))?;
-        let mut pod = Self {
+        let pod = Self {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             address,
@@ -226,11 +226,15 @@ impl Pod {
             child: None,
         };
         pod.build_network()?;
-        if let Some(cmd) = command {
-            pod.child = Some(pod.spawn(cmd, Stdio::null(), Stdio::null())?);
-        }
-        info!(pod = %pod.display_name(), address = %address, netns = %pod.names.netns, "pod started");
+        info!(pod = %pod.display_name(), address = %address, netns = %pod.names.netns, "pod created");
         Ok(pod)
+    }
+
+    /// Starts the pod's main command; the pod stops it when dropped.
+    pub fn start(&mut self, command: &[String]) -> Result<(), PodError> {
+        self.child = Some(self.spawn(command, Stdio::null(), Stdio::null())?);
+        info!(pod = %self.display_name(), "pod command started");
+        Ok(())
     }
 
     fn build_network(&self) -> Result<(), PodError> {

@@ -21,10 +21,6 @@ use crate::flow::{
     Endpoint, Flow, FlowRing, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp,
 };
 
-/// Copy buffer per direction: bulk throughput grows with it up to about this size
-/// (fewer syscalls per byte); idle connections pay it only while data flows.
-const SPLICE_BUFFER: usize = 256 * 1024;
-
 /// How long an upstream connect may take before the client is reset.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -307,9 +303,9 @@ pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Endpoint {
     }
 }
 
-async fn splice(mut client: TcpStream, dst: SocketAddr) {
+async fn splice(client: TcpStream, dst: SocketAddr) {
     let upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await;
-    let mut upstream = match upstream {
+    let upstream = match upstream {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             debug!(destination = %dst, error = %e, "upstream connect failed");
@@ -324,14 +320,7 @@ async fn splice(mut client: TcpStream, dst: SocketAddr) {
     };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    if let Err(e) = tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut upstream,
-        SPLICE_BUFFER,
-        SPLICE_BUFFER,
-    )
-    .await
-    {
+    if let Err(e) = super::splice::relay(&client, &upstream).await {
         debug!(destination = %dst, error = %e, "connection ended with an error");
     }
 }

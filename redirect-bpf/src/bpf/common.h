@@ -19,6 +19,8 @@
 #define SLUICE_MAX_IPCACHE 65536
 #define SLUICE_MAX_VERDICTS 65536
 #define SLUICE_MAX_ORIG_DST 65536
+#define SLUICE_MAX_POLICY 262144
+#define SLUICE_MAX_UDP_CT 65536
 #define SLUICE_EVENTS_BYTES (256 * 1024)
 
 struct {
@@ -42,6 +44,21 @@ struct {
 	__type(key, struct sluice_verdict_key);
 	__type(value, struct sluice_verdict);
 } SLUICE_VERDICTS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SLUICE_MAX_POLICY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sluice_policy_key);
+	__type(value, struct sluice_verdict);
+} SLUICE_POLICY SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_UDP_CT);
+	__type(key, struct sluice_udp_ct_key);
+	__type(value, __u32);
+} SLUICE_UDP_CT SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -137,6 +154,63 @@ sluice_verdict(const struct sluice_config *cfg, __u32 src_identity, __u32 dst_id
 		return 0;
 	}
 	return v;
+}
+
+/* The precomputed policy for (endpoint, direction, peer, proto, port): the entry that
+ * names the peer, else the any-peer one. NULL when neither covers the port (or the
+ * entry is of another generation): the workload's default applies. */
+static __always_inline struct sluice_verdict *
+sluice_policy(const struct sluice_config *cfg, __u32 endpoint, __u32 peer, __u16 port,
+	      __u8 proto, __u8 direction)
+{
+	struct sluice_policy_key key = {
+		.prefixlen = SLUICE_POLICY_PREFIX_BASE + 16,
+		.endpoint = bpf_htonl(endpoint),
+		.peer = bpf_htonl(peer),
+		.direction = direction,
+		.proto = proto,
+		.port = bpf_htons(port),
+	};
+	struct sluice_verdict *v = bpf_map_lookup_elem(&SLUICE_POLICY, &key);
+	if (!v) {
+		key.peer = 0;
+		v = bpf_map_lookup_elem(&SLUICE_POLICY, &key);
+	}
+	if (!v)
+		return 0;
+	if (v->generation != cfg->generation) {
+		sluice_count(SLUICE_CTR_STALE_VERDICT);
+		return 0;
+	}
+	return v;
+}
+
+static __always_inline int sluice_udp_ct_seen(__u64 cookie, __u8 family, const __u8 addr[16],
+					      __u16 port)
+{
+	struct sluice_udp_ct_key key = {};
+	key.cookie = cookie;
+	key.family = family;
+	key.port = port;
+	__builtin_memcpy(key.addr, addr, 16);
+	return bpf_map_lookup_elem(&SLUICE_UDP_CT, &key) != 0;
+}
+
+static __always_inline void sluice_udp_ct_allow(__u64 cookie, __u8 family, const __u8 addr[16],
+						__u16 port)
+{
+	struct sluice_udp_ct_key key = {};
+	key.cookie = cookie;
+	key.family = family;
+	key.port = port;
+	__builtin_memcpy(key.addr, addr, 16);
+	__u32 one = 1;
+	bpf_map_update_elem(&SLUICE_UDP_CT, &key, &one, BPF_ANY);
+}
+
+static __always_inline int sluice_audit_mode(const struct sluice_config *cfg)
+{
+	return (cfg->flags & SLUICE_CFG_F_AUDIT) != 0;
 }
 
 static __always_inline int sluice_addr_is_zero(const __u8 addr[16], __u8 family)

@@ -2,11 +2,14 @@
 /*
  * Egress steering at connect() (TCP and connected UDP) and sendmsg() (unconnected
  * UDP): DENY fails the call with EPERM, BYPASS leaves the socket alone, anything else
- * goes to the proxy (TCP) or the DNS proxy (UDP to port 53). The proxy relays TCP
- * only, so other UDP without a BYPASS verdict is denied: fail closed.
+ * goes to the proxy (TCP) or the DNS proxy (UDP to port 53). Other UDP is decided here
+ * from the precomputed POLICY map and the workload's default (the proxy relays TCP
+ * only); its replies pass through UDP_CT.
  */
 #include "sock_addr.h"
 
+/* A drop that is not policy's call (the proxy is not ready, a map is full): fails the
+ * call with EPERM even in audit mode. */
 static __always_inline int sluice_deny(struct sluice_event *ev, __u32 counter, __u8 reason)
 {
 	sluice_count(counter);
@@ -14,6 +17,55 @@ static __always_inline int sluice_deny(struct sluice_event *ev, __u32 counter, _
 	ev->drop_reason = reason;
 	sluice_emit(ev);
 	return 0; /* connect()/sendmsg() fail with EPERM */
+}
+
+/* Policy's drop: EPERM, or in audit mode a pass reported as AUDIT. */
+static __always_inline int sluice_policy_deny(const struct sluice_config *cfg,
+					      struct sluice_event *ev, __u8 reason)
+{
+	if (!sluice_audit_mode(cfg))
+		return sluice_deny(ev, SLUICE_CTR_DENIED, reason);
+	sluice_count(SLUICE_CTR_AUDITED);
+	ev->verdict = SLUICE_VERDICT_AUDIT;
+	ev->drop_reason = reason;
+	sluice_emit(ev);
+	return 1;
+}
+
+/* UDP that is not DNS for the DNS proxy never reaches a proxy: the kernel decides it
+ * from the precomputed policy. A flow already allowed (either way) passes without a
+ * lookup or an event; a new one is reported once. */
+static __always_inline int sluice_udp_egress(const struct sluice_config *cfg,
+					     const struct sluice_workload *wl,
+					     struct sluice_event *ev, const struct sluice_sockaddr *dst)
+{
+	if (sluice_udp_ct_seen(ev->cookie, dst->family, dst->addr, dst->port)) {
+		sluice_count(SLUICE_CTR_UDP_CT_HIT);
+		return 1;
+	}
+	struct sluice_verdict *p = sluice_policy(cfg, ev->src_identity, ev->dst_identity,
+						 dst->port, SLUICE_PROTO_UDP, SLUICE_DIR_EGRESS);
+	int allowed = 1;
+	__u8 reason = 133;
+	if (p && p->action == SLUICE_ACTION_DENY) {
+		allowed = 0;
+		reason = p->drop_reason;
+	} else if (p && p->action == SLUICE_ACTION_REDIRECT) {
+		/* L7 rules (or authentication) the kernel cannot apply to plain UDP. */
+		allowed = 0;
+	} else if (!p && (wl->flags & SLUICE_WL_F_EGRESS_DEFAULT_DENY)) {
+		allowed = 0;
+	}
+	if (!allowed) {
+		if (!sluice_policy_deny(cfg, ev, reason))
+			return 0;
+	} else {
+		sluice_count(SLUICE_CTR_BYPASSED);
+		ev->verdict = SLUICE_VERDICT_FORWARDED;
+		sluice_emit(ev);
+	}
+	sluice_udp_ct_allow(ev->cookie, dst->family, dst->addr, dst->port);
+	return 1;
 }
 
 static __always_inline int sluice_egress(struct bpf_sock_addr *ctx, int v6, __u8 hook)
@@ -59,7 +111,7 @@ static __always_inline int sluice_egress(struct bpf_sock_addr *ctx, int v6, __u8
 	struct sluice_verdict *verdict =
 		sluice_verdict(cfg, src_identity, dst_identity, dst.port, proto, SLUICE_DIR_EGRESS);
 	if (verdict && verdict->action == SLUICE_ACTION_DENY)
-		return sluice_deny(&ev, SLUICE_CTR_DENIED, verdict->drop_reason);
+		return sluice_policy_deny(cfg, &ev, verdict->drop_reason);
 	if (verdict && verdict->action == SLUICE_ACTION_BYPASS) {
 		sluice_count(SLUICE_CTR_BYPASSED);
 		ev.verdict = SLUICE_VERDICT_FORWARDED;
@@ -69,7 +121,7 @@ static __always_inline int sluice_egress(struct bpf_sock_addr *ctx, int v6, __u8
 
 	int dns = proto == SLUICE_PROTO_UDP && dst.port == 53 && cfg->dns_proxy_port != 0;
 	if (proto == SLUICE_PROTO_UDP && !dns)
-		return sluice_deny(&ev, SLUICE_CTR_DENIED, 133);
+		return sluice_udp_egress(cfg, wl, &ev, &dst);
 
 	struct sluice_sockaddr proxy = {};
 	proxy.family = dst.family;

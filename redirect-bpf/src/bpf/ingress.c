@@ -7,7 +7,10 @@
  * Without connection tracking a reply to the workload's own outgoing connection looks
  * like any other inbound packet, so TCP is judged on connection requests only (SYN
  * without ACK): replies and established connections keep flowing. UDP is judged per
- * datagram. Packets from the workload's proxy address always pass.
+ * flow: a datagram of a flow the receiving socket already exchanged (UDP_CT, written
+ * by the egress hooks too) passes, a new one is decided and remembered. Packets from
+ * the workload's proxy address always pass. The exact VERDICTS entry (written back by
+ * the proxy) wins over the precomputed POLICY map.
  */
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -97,10 +100,13 @@ static __always_inline int sluice_parse(struct __sk_buff *skb, struct sluice_pac
 	return 0;
 }
 
-static __always_inline int sluice_ingress_drop(struct __sk_buff *skb, __u64 cgroup_id,
-					       __u32 src_identity, __u32 dst_identity,
-					       const struct sluice_packet *pkt, __u8 reason)
+/* Reports a drop (or, in audit mode, a would-be drop) and returns the program's answer. */
+static __always_inline int sluice_ingress_drop(struct __sk_buff *skb, const struct sluice_config *cfg,
+					       __u64 cgroup_id, __u32 src_identity,
+					       __u32 dst_identity, const struct sluice_packet *pkt,
+					       __u8 reason)
 {
+	int audit = sluice_audit_mode(cfg);
 	struct sluice_event ev = {};
 	ev.cgroup_id = cgroup_id;
 	ev.cookie = bpf_get_socket_cookie(skb);
@@ -112,13 +118,13 @@ static __always_inline int sluice_ingress_drop(struct __sk_buff *skb, __u64 cgro
 	ev.dst_port = pkt->dport;
 	ev.family = pkt->family;
 	ev.proto = pkt->proto;
-	ev.verdict = SLUICE_VERDICT_DROPPED;
+	ev.verdict = audit ? SLUICE_VERDICT_AUDIT : SLUICE_VERDICT_DROPPED;
 	ev.drop_reason = reason;
 	ev.direction = SLUICE_DIR_INGRESS;
 	ev.hook = SLUICE_HOOK_INGRESS;
-	sluice_count(SLUICE_CTR_INGRESS_DROPPED);
+	sluice_count(audit ? SLUICE_CTR_AUDITED : SLUICE_CTR_INGRESS_DROPPED);
 	sluice_emit(&ev);
-	return 0;
+	return audit;
 }
 
 SEC("cgroup_skb/ingress")
@@ -143,16 +149,35 @@ int sluice_ingress(struct __sk_buff *skb)
 	struct sluice_config *cfg = sluice_config();
 	if (!cfg)
 		return 1;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	if (pkt.proto == SLUICE_PROTO_UDP &&
+	    sluice_udp_ct_seen(cookie, pkt.family, pkt.src, pkt.sport)) {
+		sluice_count(SLUICE_CTR_UDP_CT_HIT);
+		return 1; /* a flow this socket was already allowed (a reply, or more of it) */
+	}
+
 	__u32 local_identity = wl->identity;
 	__u32 src_identity = sluice_ipcache_identity(pkt.family, pkt.src);
 	struct sluice_verdict *verdict = sluice_verdict(cfg, src_identity, local_identity,
 							pkt.dport, pkt.proto, SLUICE_DIR_INGRESS);
-	if (verdict && verdict->action == SLUICE_ACTION_DENY)
-		return sluice_ingress_drop(skb, cgroup_id, src_identity, local_identity, &pkt,
-					   verdict->drop_reason);
-	if (verdict && verdict->action == SLUICE_ACTION_BYPASS)
-		return 1;
-	if ((wl->flags & SLUICE_WL_F_INGRESS_DEFAULT_DENY) && pkt.proto == SLUICE_PROTO_TCP)
-		return sluice_ingress_drop(skb, cgroup_id, src_identity, local_identity, &pkt, 133);
+	if (!verdict)
+		verdict = sluice_policy(cfg, local_identity, src_identity, pkt.dport, pkt.proto,
+					SLUICE_DIR_INGRESS);
+	int pass = 1;
+	__u8 reason = 133;
+	if (verdict && verdict->action == SLUICE_ACTION_DENY) {
+		pass = 0;
+		reason = verdict->drop_reason;
+	} else if (verdict && verdict->action == SLUICE_ACTION_REDIRECT) {
+		/* L7 rules or authentication apply: only the proxy may deliver this. */
+		pass = 0;
+	} else if (!verdict && (wl->flags & SLUICE_WL_F_INGRESS_DEFAULT_DENY)) {
+		pass = 0;
+	}
+	if (!pass && !sluice_ingress_drop(skb, cfg, cgroup_id, src_identity, local_identity,
+					  &pkt, reason))
+		return 0;
+	if (pkt.proto == SLUICE_PROTO_UDP)
+		sluice_udp_ct_allow(cookie, pkt.family, pkt.src, pkt.sport);
 	return 1;
 }

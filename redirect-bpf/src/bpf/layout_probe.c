@@ -46,6 +46,21 @@ int main(void)
 	F(sluice_verdict, _pad);
 	F(sluice_verdict, generation);
 
+	S(sluice_policy_key);
+	F(sluice_policy_key, prefixlen);
+	F(sluice_policy_key, endpoint);
+	F(sluice_policy_key, peer);
+	F(sluice_policy_key, direction);
+	F(sluice_policy_key, proto);
+	F(sluice_policy_key, port);
+
+	S(sluice_udp_ct_key);
+	F(sluice_udp_ct_key, cookie);
+	F(sluice_udp_ct_key, addr);
+	F(sluice_udp_ct_key, port);
+	F(sluice_udp_ct_key, family);
+	F(sluice_udp_ct_key, _pad);
+
 	S(sluice_config);
 	F(sluice_config, generation);
 	F(sluice_config, proxy_port);
@@ -95,6 +110,9 @@ int main(void)
 	C(SLUICE_WL_F_INGRESS);
 	C(SLUICE_WL_F_INGRESS_DEFAULT_DENY);
 	C(SLUICE_WL_F_LOOPBACK);
+	C(SLUICE_WL_F_EGRESS_DEFAULT_DENY);
+	C(SLUICE_CFG_F_AUDIT);
+	C(SLUICE_POLICY_PREFIX_BASE);
 	C(SLUICE_IPCACHE_PREFIX_BASE);
 	C(SLUICE_DIR_INGRESS);
 	C(SLUICE_DIR_EGRESS);
@@ -111,9 +129,12 @@ int main(void)
 	C(SLUICE_CTR_EVENTS_LOST);
 	C(SLUICE_CTR_MAP_FULL);
 	C(SLUICE_CTR_STALE_VERDICT);
+	C(SLUICE_CTR_AUDITED);
+	C(SLUICE_CTR_UDP_CT_HIT);
 	C(SLUICE_CTR_MAX);
 	C(SLUICE_VERDICT_FORWARDED);
 	C(SLUICE_VERDICT_DROPPED);
+	C(SLUICE_VERDICT_AUDIT);
 	C(SLUICE_VERDICT_REDIRECTED);
 	C(SLUICE_HOOK_CONNECT);
 	C(SLUICE_HOOK_SENDMSG);

@@ -40,6 +40,9 @@
 /* Redirect loopback destinations too. Off for pods: their 127.0.0.0/8 and ::1 stay
  * inside the pod's netns. On for workloads sharing the host netns (host mode). */
 #define SLUICE_WL_F_LOOPBACK (1u << 2)
+/* UDP from this workload with no verdict is dropped (133); without it, it passes. TCP
+ * always goes to the proxy, which decides. */
+#define SLUICE_WL_F_EGRESS_DEFAULT_DENY (1u << 3)
 
 struct sluice_workload {
 	__u32 identity;
@@ -100,7 +103,44 @@ struct sluice_config {
 	__u32 generation;     /* current policy generation, see sluice_verdict */
 	__u16 proxy_port;     /* host order; 0 = proxy not ready: redirects fail closed */
 	__u16 dns_proxy_port; /* host order; 0 = DNS handled like any other UDP */
-	__u32 flags;          /* reserved, zero */
+	__u32 flags;          /* SLUICE_CFG_F_* */
+};
+
+/* Audit mode: what would be dropped passes, reported with verdict AUDIT. */
+#define SLUICE_CFG_F_AUDIT (1u << 0)
+
+/*
+ * POLICY: the endpoint's compiled L3/L4 policy, precomputed by userspace for traffic
+ * the proxy never sees (UDP, and connection requests that reach a workload without
+ * coming through the proxy). An LPM trie whose key ends with the port, so a port range
+ * is a handful of prefixes. Identities and the port are big-endian so that the trie's
+ * bytewise prefix order is the numeric one. peer 0 = any peer: looked up when no entry
+ * names the peer (userspace writes peer-specific entries merged with the any-peer ones
+ * for every port either covers). Values are struct sluice_verdict, generation-checked.
+ */
+#define SLUICE_POLICY_PREFIX_BASE 80 /* endpoint 32 + peer 32 + direction 8 + proto 8 */
+
+struct sluice_policy_key {
+	__u32 prefixlen;      /* SLUICE_POLICY_PREFIX_BASE + port prefix bits (0..16) */
+	__u32 endpoint;       /* big-endian identity of the local workload */
+	__u32 peer;           /* big-endian identity of the other side; 0 = any */
+	__u8 direction;       /* SLUICE_DIR_* */
+	__u8 proto;           /* SLUICE_PROTO_* */
+	__u16 port;           /* big-endian destination port */
+};
+
+/*
+ * UDP_CT: UDP flows a socket has been allowed to exchange, so that replies pass in
+ * both directions without a verdict of their own. Written when a datagram is allowed
+ * (egress at connect/sendmsg, ingress at delivery); LRU, so closed sockets' entries
+ * age out. Keyed by the local socket's cookie and the remote address and port.
+ */
+struct sluice_udp_ct_key {
+	__u64 cookie;
+	__u8 addr[16];
+	__u16 port;           /* host order */
+	__u8 family;
+	__u8 _pad[5];
 };
 
 /* ---- SLUICE_ORIG_DST: LRU hash, socket cookie (u64) -> struct sluice_orig_dst ----
@@ -137,6 +177,8 @@ struct sluice_client_key {
 #define SLUICE_CTR_EVENTS_LOST 7   /* ring buffer full */
 #define SLUICE_CTR_MAP_FULL 8      /* an ORIG_DST update failed: connect denied */
 #define SLUICE_CTR_STALE_VERDICT 9 /* verdict ignored: older generation */
+#define SLUICE_CTR_AUDITED 10      /* would have been dropped; audit mode let it pass */
+#define SLUICE_CTR_UDP_CT_HIT 11   /* UDP datagram of an already allowed flow */
 #define SLUICE_CTR_MAX 16
 
 /* ---- SLUICE_EVENTS: ring buffer of struct sluice_event ------------------------- */
@@ -144,6 +186,7 @@ struct sluice_client_key {
 /* Hubble's Verdict numbers. */
 #define SLUICE_VERDICT_FORWARDED 1
 #define SLUICE_VERDICT_DROPPED 2
+#define SLUICE_VERDICT_AUDIT 4
 #define SLUICE_VERDICT_REDIRECTED 5
 
 #define SLUICE_HOOK_CONNECT 1
