@@ -698,6 +698,21 @@ fn the_kernel_decides_udp_inbound_connections_cidr_and_host() {
             && has("FORWARDED", "EGRESS", 8000, "TCP")
             && has("DROPPED", "EGRESS", 8001, "TCP")
     });
+    // Decided in the kernel, named like the proxy's decisions: which policy allowed it.
+    let udp = node
+        .observe(&[
+            "--verdict",
+            "FORWARDED",
+            "--protocol",
+            "udp",
+            "--from-pod",
+            "e2e/frontend",
+        ])
+        .into_iter()
+        .find(|f| f["flow"]["l4"]["UDP"]["destination_port"] == 7000)
+        .expect("the kernel's UDP flow");
+    assert_eq!(udp["flow"]["egress_allowed_by"][0]["name"], "kernel-paths");
+    assert_eq!(udp["flow"]["destination"]["pod_name"], "echo");
     let ingress_drop = node
         .observe(&["--verdict", "DROPPED", "--to-pod", "e2e/backend"])
         .into_iter()

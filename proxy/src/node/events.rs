@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sluice_bpf::{EventReader, EventVerdict, KernelDropReason, KernelEvent};
+use sluice_identity::Direction;
 use tracing::warn;
 
 use super::proxy::{Shared, endpoint_of, push};
@@ -57,6 +58,15 @@ fn record(shared: &Shared, e: &KernelEvent) {
     };
     let snapshot = shared.state.load();
     let universe = snapshot.policy.universe();
+    // The kernel only knows the action; the policy names come from the engine, which
+    // gave the kernel that action (same generation, same answer).
+    let (endpoint, peer) = match e.direction {
+        Direction::Egress => (e.src_identity, e.dst_identity),
+        Direction::Ingress => (e.dst_identity, e.src_identity),
+    };
+    let decision = snapshot
+        .policy
+        .decide(endpoint, e.direction, peer, e.proto, e.dst.port());
     let ev = L4Event {
         time: Timestamp::now(),
         node_name: &shared.node_name,
@@ -68,9 +78,13 @@ fn record(shared: &Shared, e: &KernelEvent) {
         direction: e.direction,
         verdict,
         drop_reason,
-        match_type: PolicyMatchType::L3L4,
-        allowed_by: &[],
-        denied_by: &[],
+        match_type: if decision.allowed_by.is_empty() {
+            PolicyMatchType::None
+        } else {
+            PolicyMatchType::L3L4
+        },
+        allowed_by: &decision.allowed_by,
+        denied_by: &decision.denied_by,
         policy_revision: u64::from(snapshot.generation),
         auth: None,
         proxy_port: None,
