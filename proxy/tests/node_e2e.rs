@@ -722,3 +722,31 @@ fn the_kernel_decides_udp_inbound_connections_cidr_and_host() {
     // Not in any CIDR of the policy: world (IPv4).
     assert_eq!(ingress_drop["flow"]["source"]["identity"], 9);
 }
+
+#[test]
+fn with_allow_localhost_policy_the_host_is_policed_but_the_proxy_is_not() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("allow-localhost-policy");
+    let config = config(&dir, true).replacen(
+        "policyAuditMode: false",
+        "policyAuditMode: false\n  allowLocalhost: policy",
+        1,
+    );
+    std::fs::write(dir.join("config/node.yaml"), config).unwrap();
+    let node = Node::start(&dir);
+    // The pods reach the backend through the proxy, whose connections the backend's
+    // ingress program trusts.
+    eventually("frontend reaches backend through the proxy", || {
+        curl("e2e/frontend", "http://10.200.9.3:8080/") == 200
+    });
+    // A host process is `host` (no rule allows it, allow-localhost is off): dropped in
+    // the kernel at the backend's socket.
+    assert_eq!(host_curl("http://10.200.9.3:8080/"), 0);
+    eventually("the host's drop is a flow", || {
+        node.observe(&["--verdict", "DROPPED", "--to-pod", "e2e/backend"])
+            .iter()
+            .any(|f| {
+                f["flow"]["source"]["identity"] == 1 && f["flow"]["traffic_direction"] == "INGRESS"
+            })
+    });
+}

@@ -90,6 +90,8 @@ pub struct Workload {
     pub flags: u32,
     pub proxy_ip4: [u8; 4],
     pub proxy_ip6: [u8; 16],
+    pub proxy_src_ip4: [u8; 4],
+    pub proxy_src_ip6: [u8; 16],
 }
 
 /// `struct sluice_ipcache_key` after its `prefixlen`: aya's `lpm_trie::Key<T>` adds the
@@ -332,6 +334,8 @@ pub fn rust_layout() -> Vec<String> {
     f!("sluice_workload", Workload, flags);
     f!("sluice_workload", Workload, proxy_ip4);
     f!("sluice_workload", Workload, proxy_ip6);
+    f!("sluice_workload", Workload, proxy_src_ip4);
+    f!("sluice_workload", Workload, proxy_src_ip6);
 
     s!("sluice_ipcache_key", IpcacheKey);
     f!("sluice_ipcache_key", IpcacheKey, prefixlen);

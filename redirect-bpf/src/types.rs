@@ -65,6 +65,12 @@ pub struct WorkloadEntry {
     /// that would go to the proxy are denied (fail closed).
     pub proxy_v4: Option<Ipv4Addr>,
     pub proxy_v6: Option<Ipv6Addr>,
+    /// The source address of the proxy's connections to this workload: inbound
+    /// traffic from it passes the ingress program (the proxy decided it). Keep it
+    /// distinct from `proxy_v4`, which the host's own processes use as their source
+    /// towards the workload and which must be policed as `host`.
+    pub proxy_source_v4: Option<Ipv4Addr>,
+    pub proxy_source_v6: Option<Ipv6Addr>,
 }
 
 impl WorkloadEntry {
@@ -74,17 +80,23 @@ impl WorkloadEntry {
             flags: self.flags.bits(),
             proxy_ip4: self.proxy_v4.map_or([0; 4], |ip| ip.octets()),
             proxy_ip6: self.proxy_v6.map_or([0; 16], |ip| ip.octets()),
+            proxy_src_ip4: self.proxy_source_v4.map_or([0; 4], |ip| ip.octets()),
+            proxy_src_ip6: self.proxy_source_v6.map_or([0; 16], |ip| ip.octets()),
         }
     }
 
     pub(crate) fn from_raw(w: raw::Workload) -> Self {
         let v4 = Ipv4Addr::from(w.proxy_ip4);
         let v6 = Ipv6Addr::from(w.proxy_ip6);
+        let src4 = Ipv4Addr::from(w.proxy_src_ip4);
+        let src6 = Ipv6Addr::from(w.proxy_src_ip6);
         Self {
             identity: Identity(w.identity),
             flags: WorkloadFlags(w.flags),
             proxy_v4: (!v4.is_unspecified()).then_some(v4),
             proxy_v6: (!v6.is_unspecified()).then_some(v6),
+            proxy_source_v4: (!src4.is_unspecified()).then_some(src4),
+            proxy_source_v6: (!src6.is_unspecified()).then_some(src6),
         }
     }
 }
@@ -390,6 +402,8 @@ mod tests {
             flags: WorkloadFlags::INGRESS | WorkloadFlags::LOOPBACK,
             proxy_v4: Some(Ipv4Addr::new(10, 200, 0, 1)),
             proxy_v6: None,
+            proxy_source_v4: Some(Ipv4Addr::new(10, 200, 0, 2)),
+            proxy_source_v6: None,
         };
         assert_eq!(WorkloadEntry::from_raw(entry.to_raw()), entry);
     }

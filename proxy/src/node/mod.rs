@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use self::pods::{GATEWAY, OwnedCgroup, Pod};
+use self::pods::{GATEWAY, OwnedCgroup, PROXY_SOURCE, Pod};
 use self::proxy::Shared;
 use self::state::{PolicyState, Snapshot, compile};
 use crate::flow::FlowRing;
@@ -143,6 +143,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         ring: ring.clone(),
         node_name,
         print_flows: options.print_flows,
+        local_pods: pods.iter().map(|p| IpAddr::V4(p.address)).collect(),
     });
     let stop_events = Arc::new(AtomicBool::new(false));
     let events_thread =
@@ -303,6 +304,8 @@ impl<'a> KernelMaps<'a> {
                     flags,
                     proxy_v4: Some(GATEWAY),
                     proxy_v6: None,
+                    proxy_source_v4: Some(PROXY_SOURCE),
+                    proxy_source_v6: None,
                 },
             ));
         }
@@ -330,8 +333,10 @@ impl<'a> KernelMaps<'a> {
         for (net, id) in universe.ipcache().entries() {
             dp.ipcache().insert(net, id)?;
         }
-        dp.ipcache()
-            .insert(IpNet::from(IpAddr::V4(GATEWAY)), Identity::HOST)?;
+        for own in [GATEWAY, PROXY_SOURCE] {
+            dp.ipcache()
+                .insert(IpNet::from(IpAddr::V4(own)), Identity::HOST)?;
+        }
         // What nothing claims is world, per family, as the policy engine sees it (the
         // kernel's own default is plain `world`, and verdicts would never match).
         dp.ipcache()

@@ -22,6 +22,11 @@ use tracing::{debug, info, warn};
 /// The host side of every pod's veth (and where the node proxy listens for pods).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
+/// Also on every pod's host-side veth: the source of the proxy's own connections to
+/// pods. The kernel lets those in (the proxy decided them) and polices everything else
+/// the host sends, which comes from [`GATEWAY`], as `host`.
+pub const PROXY_SOURCE: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
     #[error("`{command}` failed: {stderr}")]
@@ -254,6 +259,13 @@ impl Pod {
         ])?;
         ip(&["link", "set", &n.pod_veth, "netns", &n.netns])?;
         ip(&["addr", "add", &format!("{gw}/32"), "dev", &n.host_veth])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{PROXY_SOURCE}/32"),
+            "dev",
+            &n.host_veth,
+        ])?;
         ip(&["link", "set", &n.host_veth, "up"])?;
         // Pod-to-pod traffic that the kernel lets bypass the proxy is routed by the host.
         // IPv4 forwarding is decided by the incoming interface, so switching it on for

@@ -4,6 +4,7 @@
 //! the destination or reset. L4-only decisions are written back into VERDICTS so the
 //! next connection of that kind never leaves the kernel.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +16,7 @@ use sluice_identity::{Direction, DropReason, Identity, Protocol, Verdict};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use super::pods::GATEWAY;
+use super::pods::{GATEWAY, PROXY_SOURCE};
 use super::state::{PolicyState, Snapshot};
 use crate::flow::{
     Endpoint, Flow, FlowRing, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp,
@@ -32,6 +33,9 @@ pub struct Shared {
     pub node_name: String,
     /// Print each flow (compact) on stdout, as `sluice up` does.
     pub print_flows: bool,
+    /// Addresses of the pods this node runs: connections to them leave from
+    /// [`PROXY_SOURCE`], which their ingress program trusts.
+    pub local_pods: HashSet<IpAddr>,
 }
 
 impl Shared {
@@ -130,7 +134,11 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
         reset(client);
         return;
     }
-    splice(client, dst).await;
+    let source = shared
+        .local_pods
+        .contains(&dst.ip())
+        .then_some(IpAddr::V4(PROXY_SOURCE));
+    splice(client, dst, source).await;
 }
 
 /// A decision that needs authentication the node cannot do yet becomes a 189 drop
@@ -154,7 +162,7 @@ fn destination_identity(universe: &Universe, ip: IpAddr) -> Option<Identity> {
     if ip.is_loopback() || ip.is_unspecified() {
         return None;
     }
-    if ip == IpAddr::V4(GATEWAY) {
+    if ip == IpAddr::V4(GATEWAY) || ip == IpAddr::V4(PROXY_SOURCE) {
         return Some(Identity::HOST);
     }
     Some(universe.ipcache().lookup(ip).0)
@@ -303,8 +311,9 @@ pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Endpoint {
     }
 }
 
-async fn splice(client: TcpStream, dst: SocketAddr) {
-    let upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await;
+/// Connects upstream (from `source`, when given) and relays until both sides end.
+async fn splice(client: TcpStream, dst: SocketAddr, source: Option<IpAddr>) {
+    let upstream = tokio::time::timeout(CONNECT_TIMEOUT, connect(dst, source)).await;
     let upstream = match upstream {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -323,6 +332,17 @@ async fn splice(client: TcpStream, dst: SocketAddr) {
     if let Err(e) = super::splice::relay(&client, &upstream).await {
         debug!(destination = %dst, error = %e, "connection ended with an error");
     }
+}
+
+async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = match dst {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(dst).await
 }
 
 /// Closes with a RST, so the client sees "connection reset" rather than a clean end.

@@ -9,8 +9,9 @@
  * without ACK): replies and established connections keep flowing. UDP is judged per
  * flow: a datagram of a flow the receiving socket already exchanged (UDP_CT, written
  * by the egress hooks too) passes, a new one is decided and remembered. Packets from
- * the workload's proxy address always pass. The exact VERDICTS entry (written back by
- * the proxy) wins over the precomputed POLICY map.
+ * the proxy's source address (not the redirect address, which host processes use
+ * too) always pass. The exact VERDICTS entry (written back by the proxy) wins over
+ * the precomputed POLICY map.
  */
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -142,8 +143,7 @@ int sluice_ingress(struct __sk_buff *skb)
 	    (pkt.tcp_flags & (SLUICE_TCP_FLAG_SYN | SLUICE_TCP_FLAG_ACK)) != SLUICE_TCP_FLAG_SYN)
 		return 1; /* not a connection request */
 
-	__u8 proxy[16];
-	if (sluice_proxy_addr(wl, pkt.family, proxy) && sluice_addr_eq(proxy, pkt.src))
+	if (sluice_from_proxy(wl, pkt.family, pkt.src))
 		return 1; /* the proxy enforced this already */
 
 	struct sluice_config *cfg = sluice_config();

@@ -23,6 +23,8 @@ int main(void)
 	F(sluice_workload, flags);
 	F(sluice_workload, proxy_ip4);
 	F(sluice_workload, proxy_ip6);
+	F(sluice_workload, proxy_src_ip4);
+	F(sluice_workload, proxy_src_ip6);
 
 	S(sluice_ipcache_key);
 	F(sluice_ipcache_key, prefixlen);

@@ -48,11 +48,16 @@ struct sluice_workload {
 	__u32 identity;
 	__u32 flags;          /* SLUICE_WL_F_* */
 	/* Where this workload's connections are redirected to: the host-side address
-	 * of its veth (or 127.0.0.1 in host mode). Also the source that ingress
-	 * enforcement trusts as "the proxy". All zero = family not redirected
+	 * of its veth (or 127.0.0.1 in host mode). All zero = family not redirected
 	 * (connects of that family are denied: fail closed). */
 	__u8 proxy_ip4[4];
 	__u8 proxy_ip6[16];
+	/* The source address of the proxy's own connections to this workload, which the
+	 * ingress program lets in (the proxy decided them). Distinct from the redirect
+	 * address so that the host's other processes, which use that one, are policed as
+	 * `host`. All zero: no proxy source for the family. */
+	__u8 proxy_src_ip4[4];
+	__u8 proxy_src_ip6[16];
 };
 
 /* ---- SLUICE_IPCACHE: LPM trie, struct sluice_ipcache_key -> struct sluice_ipcache_entry */

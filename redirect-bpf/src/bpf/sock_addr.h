@@ -88,6 +88,24 @@ static __always_inline int sluice_proxy_addr(const struct sluice_workload *wl, _
 	return !sluice_addr_is_zero(out, family);
 }
 
+/* Whether `src` is the address the proxy connects to this workload from. */
+static __always_inline int sluice_from_proxy(const struct sluice_workload *wl, __u8 family,
+					     const __u8 src[16])
+{
+	__u8 proxy[16];
+	__builtin_memset(proxy, 0, 16);
+	if (family == SLUICE_AF_INET)
+		__builtin_memcpy(proxy, wl->proxy_src_ip4, 4);
+	else
+		__builtin_memcpy(proxy, wl->proxy_src_ip6, 16);
+	if (sluice_addr_is_zero(proxy, family))
+		return 0;
+	__u32 x[4], y[4];
+	__builtin_memcpy(x, proxy, 16);
+	__builtin_memcpy(y, src, 16);
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
 static __always_inline int sluice_addr_eq(const __u8 a[16], const __u8 b[16])
 {
 	__u32 x[4], y[4];

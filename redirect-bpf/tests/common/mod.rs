@@ -259,6 +259,9 @@ impl Node {
                     flags: flags | WorkloadFlags::LOOPBACK,
                     proxy_v4: Some(Ipv4Addr::LOCALHOST),
                     proxy_v6: Some(std::net::Ipv6Addr::LOCALHOST),
+                    // The proxy's connections to the workload come from here too.
+                    proxy_source_v4: Some(Ipv4Addr::LOCALHOST),
+                    proxy_source_v6: Some(std::net::Ipv6Addr::LOCALHOST),
                 },
             )
             .expect("enroll client cgroup");
