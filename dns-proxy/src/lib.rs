@@ -1,3 +1,49 @@
-//! The transparent DNS proxy, rules.dns enforcement and the FQDN cache with TTLs. Lands with the FQDN egress gatekeeper.
+//! The transparent DNS proxy of the FQDN egress gatekeeper (spec §14).
 //!
-//! Empty until that work lands: this crate exists so the workspace has its final shape.
+//! The kernel redirect delivers workload DNS queries to the proxy's listeners (UDP and TCP,
+//! one port). Per query the proxy:
+//!
+//! 1. parses and validates it ([`wire::parse_query`]): exactly one question, opcode QUERY,
+//!    bounded record counts, well-formed names — hostile packets end here with FORMERR,
+//!    NOTIMP or silence, and an event saying why;
+//! 2. finds where it was going ([`OriginalDst`], or the configured fixed upstream);
+//! 3. asks the node's [`DnsPolicy`]; a denial is answered REFUSED or NXDOMAIN
+//!    ([`RejectResponse`]) without forwarding;
+//! 4. forwards the query's **original bytes** (ID, 0x20 case, EDNS0 untouched) over the
+//!    client's transport, and checks that the answer matches (ID, question);
+//! 5. follows the answer's CNAME chain to the asked name's A/AAAA records and hands them
+//!    to the node's [`AnswerHook`], which installs the allow, **before** the client sees the
+//!    answer; a hook that fails or overruns its bound turns the answer into SERVFAIL;
+//! 6. relays the upstream's bytes unchanged. A truncated (TC) UDP answer is relayed as is:
+//!    the client retries over TCP, which the proxy serves alike. Whatever whole records a
+//!    TC answer holds go through the hook like any answer's; one cut mid-record teaches
+//!    nothing and is relayed all the same;
+//! 7. records a [`DnsEvent`] for every query, whatever became of it.
+//!
+//! The proxy holds no policy and no cache: policy, FQDN identities, TTL bookkeeping and
+//! kernel maps are the node's, behind the traits in [`hooks`].
+
+mod config;
+mod event;
+mod handler;
+pub mod hooks;
+mod server;
+mod tcp;
+mod upstream;
+pub mod wire;
+
+pub use config::{
+    DEFAULT_ANSWER_HOOK_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_TCP_CONNECTIONS,
+    DEFAULT_MAX_TCP_PIPELINED, DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, ProxyConfig,
+    RejectResponse,
+};
+pub use event::{DnsEvent, EventSink, Reason, Verdict};
+pub use handler::Handlers;
+pub use hickory_proto::op::ResponseCode;
+pub use hickory_proto::rr::RecordType;
+pub use hooks::{
+    AnswerHook, ClientInfo, DnsPolicy, HookError, NoOriginalDst, OriginalDst, PolicyAnswer,
+    ResolvedAnswer, Transport,
+};
+pub use server::{BindError, DnsProxy};
+pub use wire::ResolvedIp;

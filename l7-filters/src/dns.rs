@@ -7,10 +7,18 @@
 //! Cilium turns each selector into a regular expression (pkg/fqdn/matchpattern). sluice
 //! matches label by label instead: the grammar is small enough that this is exact, it needs
 //! no regex per selector (nodes carry thousands of them), and it allocates nothing per query.
+//!
+//! A node matches each query against all of an endpoint's selectors at once: [`DnsPatternSet`]
+//! indexes them (hash map, label trie) so that costs the same for 10 selectors as for 10,000,
+//! and reports which selectors matched.
+
+mod set;
 
 use std::borrow::Cow;
 
 use crate::quote::go_quote;
+
+pub use set::{DnsPatternSet, PatternIndex};
 
 /// Longest `matchName` or `matchPattern` accepted, as in Cilium (`MaxFQDNLength`).
 pub const MAX_FQDN_LEN: usize = 255;
@@ -332,17 +340,17 @@ mod tests {
         }
     }
 
-    struct Table {
-        source: &'static str,
-        pattern: &'static str,
-        accept: &'static [&'static str],
-        reject: &'static [&'static str],
+    pub(super) struct Table {
+        pub(super) source: &'static str,
+        pub(super) pattern: &'static str,
+        pub(super) accept: &'static [&'static str],
+        pub(super) reject: &'static [&'static str],
     }
 
     /// Cilium's regexes are applied to canonical names, so these run through
     /// `matches_canonical`; the names are copied verbatim (including those without a final
     /// dot, which Cilium rejects because they are not canonical).
-    const CILIUM_TABLE: &[Table] = &[
+    pub(super) const CILIUM_TABLE: &[Table] = &[
         Table {
             source: "cilium pkg/fqdn/matchpattern/matchpattern_test.go TestAnchoredMatchPatternMatching",
             pattern: "cilium.io.",

@@ -3,6 +3,9 @@
 
 use std::borrow::Cow;
 
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::decision::{Effects, HeaderEdit, HeaderLogEntry, HeaderLogKind, REDACTED};
 use super::rule::HttpRuleError;
 
 /// Read access to a request's headers, implemented by whatever the proxy parses requests into.
@@ -31,6 +34,30 @@ impl<N: AsRef<str>, V: AsRef<[u8]>> HeaderSource for [(N, V)] {
                 }
                 Some(Cow::Owned(joined))
             }
+        }
+    }
+}
+
+/// The proxy's parsed headers. Values sent on several lines are joined with `,`, as for the
+/// slice form; a single value is borrowed, not copied.
+impl HeaderSource for HeaderMap {
+    fn header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        join_values(self.get_all(name).iter())
+    }
+}
+
+/// The values of one header as matched: a single value borrowed, several joined with `,`.
+fn join_values<'a>(mut values: impl Iterator<Item = &'a HeaderValue>) -> Option<Cow<'a, [u8]>> {
+    let first = values.next()?;
+    match values.next() {
+        None => Some(Cow::Borrowed(first.as_bytes())),
+        Some(second) => {
+            let mut joined = first.as_bytes().to_vec();
+            for v in std::iter::once(second).chain(values) {
+                joined.push(b',');
+                joined.extend_from_slice(v.as_bytes());
+            }
+            Some(Cow::Owned(joined))
         }
     }
 }
@@ -136,23 +163,35 @@ pub struct SecretRef {
 /// The value a `headerMatches` entry compares against, resolved at compile time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Expected {
-    /// Neither `value` nor `secret`: the header only has to be present.
+    /// Neither `value` nor `secret` (or a secret whose value is empty, as in Cilium): the
+    /// header only has to be present.
     Present,
     Value {
         value: String,
+        /// `value` as a header value, ready for `ADD` and `REPLACE`.
+        header_value: HeaderValue,
         from_secret: bool,
     },
-    /// A secret that could not be read and no fallback `value`: the entry never matches
-    /// (spec §11), whatever its mismatch action.
+    /// A secret that could not be read and no fallback `value`, or a value that no header can
+    /// carry (CR, LF, NUL or another control byte): the entry never matches (spec §11),
+    /// whatever its mismatch action. Such a value could never compare equal, and writing it
+    /// with `ADD` or `REPLACE` would split the header.
     Unavailable,
 }
+
+/// The empty value that `ADD` and `REPLACE` write for a presence check, as Envoy does.
+static EMPTY_VALUE: HeaderValue = HeaderValue::from_static("");
 
 /// A compiled `headerMatches` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderMatch {
     pub(crate) name: String,
+    pub(crate) header_name: HeaderName,
     pub(crate) expected: Expected,
     pub(crate) action: HeaderMatchAction,
+    /// The entry refers to a secret: access logs show [`REDACTED`] for its values, the
+    /// received one included, even when the fallback `value` is in use (Cilium does the same).
+    pub(crate) redact: bool,
 }
 
 /// How one header match came out for one request.
@@ -197,7 +236,9 @@ impl HeaderMatch {
             return None;
         }
         let (value, from_secret) = match &self.expected {
-            Expected::Value { value, from_secret } => (Some(value.as_str()), *from_secret),
+            Expected::Value {
+                value, from_secret, ..
+            } => (Some(value.as_str()), *from_secret),
             Expected::Present | Expected::Unavailable => (None, false),
         };
         Some(HeaderMismatch {
@@ -206,6 +247,123 @@ impl HeaderMatch {
             value,
             from_secret,
         })
+    }
+}
+
+impl HeaderMatch {
+    /// Evaluates this entry against the request the way Cilium's Envoy filter does
+    /// (cilium/proxy `cilium/network_policy.cc`, `HeaderMatch::allowed`), recording the edits
+    /// and log lines its action asks for. Returns whether the rule can still match.
+    ///
+    /// - expected value unavailable: fails, logs nothing;
+    /// - header matches: passes;
+    /// - mismatch, no action: logs the expected value as missing, fails;
+    /// - `LOG`: logs it as missing, passes;
+    /// - `ADD`: appends the expected value, logs it as missing, passes;
+    /// - `DELETE`: for a value check with the header present, removes the header and logs the
+    ///   received value as rejected; otherwise nothing; passes;
+    /// - `REPLACE`: logs a received value as rejected, sets the expected value, logs it as
+    ///   missing, passes.
+    pub(crate) fn evaluate<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        effects: &mut Effects<'a>,
+    ) -> bool {
+        let (expected, header_value) = match &self.expected {
+            Expected::Unavailable => return false,
+            Expected::Present => (None, &EMPTY_VALUE),
+            Expected::Value {
+                value,
+                header_value,
+                ..
+            } => (Some(value.as_str()), header_value),
+        };
+        let received = join_values(headers.get_all(&self.header_name).iter());
+        let matched = match (expected, &received) {
+            (None, received) => received.is_some(),
+            (Some(want), Some(got)) => constant_time_eq(got, want.as_bytes()),
+            (Some(_), None) => false,
+        };
+        if matched {
+            return true;
+        }
+        let expected_text = expected.unwrap_or("");
+        match self.action {
+            HeaderMatchAction::Fail => {
+                self.log(
+                    effects,
+                    HeaderLogKind::Missing,
+                    Cow::Borrowed(expected_text),
+                );
+                false
+            }
+            HeaderMatchAction::Log => {
+                self.log(
+                    effects,
+                    HeaderLogKind::Missing,
+                    Cow::Borrowed(expected_text),
+                );
+                true
+            }
+            HeaderMatchAction::Add => {
+                effects.edits.push(HeaderEdit::Append {
+                    name: &self.header_name,
+                    value: header_value,
+                });
+                self.log(
+                    effects,
+                    HeaderLogKind::Missing,
+                    Cow::Borrowed(expected_text),
+                );
+                true
+            }
+            HeaderMatchAction::Delete => {
+                // A failed presence check has nothing to delete, and neither has a value check
+                // on a header the request does not carry.
+                if let (Some(_), Some(got)) = (expected, received) {
+                    effects.edits.push(HeaderEdit::Remove {
+                        name: &self.header_name,
+                    });
+                    self.log(effects, HeaderLogKind::Rejected, lossy(got));
+                }
+                true
+            }
+            HeaderMatchAction::Replace => {
+                if let Some(got) = received {
+                    self.log(effects, HeaderLogKind::Rejected, lossy(got));
+                }
+                effects.edits.push(HeaderEdit::Set {
+                    name: &self.header_name,
+                    value: header_value,
+                });
+                self.log(
+                    effects,
+                    HeaderLogKind::Missing,
+                    Cow::Borrowed(expected_text),
+                );
+                true
+            }
+        }
+    }
+
+    fn log<'a>(&'a self, effects: &mut Effects<'a>, kind: HeaderLogKind, value: Cow<'a, str>) {
+        effects.log.push(HeaderLogEntry {
+            kind,
+            name: &self.name,
+            value: if self.redact {
+                Cow::Borrowed(REDACTED)
+            } else {
+                value
+            },
+        });
+    }
+}
+
+/// A received header value as log text; bytes that are not UTF-8 show as U+FFFD.
+fn lossy(value: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match value {
+        Cow::Borrowed(bytes) => String::from_utf8_lossy(bytes),
+        Cow::Owned(bytes) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
     }
 }
 
@@ -233,7 +391,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// An RFC 9110 token: the characters a header name may contain.
-fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

@@ -1,8 +1,10 @@
 //! A compiled `rules.http` entry and the errors of compiling one.
 
+use http::{HeaderName, HeaderValue};
+
 use super::header::{
     Expected, HeaderMatch, HeaderMatchAction, HeaderMismatch, HeaderRequirement, HeaderSource,
-    Outcome, SecretRef,
+    Outcome, SecretRef, is_token,
 };
 use super::regex::FullMatchRegex;
 use crate::quote::go_quote;
@@ -45,6 +47,12 @@ pub enum HttpRuleError {
     InvalidHeaderAction(String),
     #[error("Secret name missing")]
     SecretNameMissing,
+    /// The HTTP rules that apply to one port and peer, together, compile to more than the
+    /// size budget of a rule set.
+    #[error(
+        "the HTTP rules on this port compile to too large an automaton together: use fewer distinct method, path and host patterns, or simpler ones"
+    )]
+    RuleSetTooLarge,
 }
 
 /// The field of an HTTP rule an error is about, so the caller can point at it.
@@ -182,6 +190,43 @@ impl HttpRule {
     pub fn has_header_matches(&self) -> bool {
         !self.header_matches.is_empty()
     }
+
+    pub(crate) fn method_pattern(&self) -> Option<&str> {
+        self.method.as_ref().map(FullMatchRegex::as_str)
+    }
+
+    pub(crate) fn path_pattern(&self) -> Option<&str> {
+        self.path.as_ref().map(FullMatchRegex::as_str)
+    }
+
+    pub(crate) fn host_pattern(&self) -> Option<&str> {
+        self.host.as_ref().map(FullMatchRegex::as_str)
+    }
+
+    /// `method`, `path` and `host` alone, each with its own regex: what a rule set computes in
+    /// one pass for all its rules, and falls back to when that pass cannot run. `path` is
+    /// `None` for a request without one (CONNECT), which no `path` pattern matches.
+    pub(crate) fn matches_request_line(
+        &self,
+        method: &str,
+        path: Option<&str>,
+        host: Option<&str>,
+    ) -> bool {
+        let field = |re: &Option<FullMatchRegex>, value: Option<&str>| match re {
+            None => true,
+            Some(re) => value.is_some_and(|v| re.is_match(v)),
+        };
+        field(&self.method, Some(method)) && field(&self.path, path) && field(&self.host, host)
+    }
+
+    /// The `headers` requirements (presence or exact value).
+    pub(crate) fn headers_met<H: HeaderSource + ?Sized>(&self, headers: &H) -> bool {
+        self.headers.iter().all(|h| h.is_met(headers))
+    }
+
+    pub(crate) fn header_match_entries(&self) -> &[HeaderMatch] {
+        &self.header_matches
+    }
 }
 
 fn compile_header_match(
@@ -195,6 +240,13 @@ fn compile_header_match(
         issues.push(HttpRuleIssue {
             field: HttpRuleField::HeaderMatchName(index),
             error: HttpRuleError::HeaderNameMissing,
+        });
+    } else if !is_token(&spec.name) {
+        // Cilium passes any text to Envoy, where a name that is not a token can never match
+        // and cannot be written by ADD or REPLACE. Rejecting it is kinder.
+        issues.push(HttpRuleIssue {
+            field: HttpRuleField::HeaderMatchName(index),
+            error: HttpRuleError::InvalidHeaderName(spec.name.clone()),
         });
     }
     let action = HeaderMatchAction::parse(spec.mismatch.as_deref().unwrap_or(""))
@@ -215,32 +267,50 @@ fn compile_header_match(
         return None;
     }
 
+    let name = spec.name.to_ascii_lowercase();
+    let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
+        // `is_token` above accepts exactly what `HeaderName` does; this only keeps a
+        // disagreement between the two from dropping the entry silently.
+        issues.push(HttpRuleIssue {
+            field: HttpRuleField::HeaderMatchName(index),
+            error: HttpRuleError::InvalidHeaderName(spec.name.clone()),
+        });
+        return None;
+    };
     let fallback = non_empty(&spec.value).map(str::to_owned);
     let expected = match &spec.secret {
         None => match fallback {
             None => Expected::Present,
-            Some(value) => Expected::Value {
-                value,
-                from_secret: false,
-            },
+            Some(value) => expected_value(value, false),
         },
+        // Cilium uses a secret that resolves, even to an empty value (which then asks only for
+        // presence); the fallback `value` serves only when the secret cannot be read.
         Some(secret) => match (secrets(secret), fallback) {
-            (Some(value), _) => Expected::Value {
-                value,
-                from_secret: true,
-            },
-            (None, Some(value)) => Expected::Value {
-                value,
-                from_secret: false,
-            },
+            (Some(value), _) if value.is_empty() => Expected::Present,
+            (Some(value), _) => expected_value(value, true),
+            (None, Some(value)) => expected_value(value, false),
             (None, None) => Expected::Unavailable,
         },
     };
     Some(HeaderMatch {
-        name: spec.name.to_ascii_lowercase(),
+        name,
+        header_name,
         expected,
         action: action?,
+        redact: spec.secret.is_some(),
     })
+}
+
+/// A value to compare and write, or [`Expected::Unavailable`] when no header can carry it.
+fn expected_value(value: String, from_secret: bool) -> Expected {
+    match HeaderValue::from_str(&value) {
+        Ok(header_value) => Expected::Value {
+            value,
+            header_value,
+            from_secret,
+        },
+        Err(_) => Expected::Unavailable,
+    }
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {

@@ -1,0 +1,118 @@
+//! Sending a query's original bytes to its upstream and getting the matching answer back.
+//!
+//! One fresh socket per query: its random source port is the only extra entropy a spoofer
+//! must guess (the ID is the client's, kept as sent), the kernel routes answers for it to this
+//! query alone, and no ID table is shared between queries.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::{Instant, timeout_at};
+
+use crate::wire::{AnswerError, DnsAnswer, DnsQuery, parse_answer};
+
+/// The largest DNS message (TCP's 2-byte length, and UDP over IPv4 and IPv6 below it).
+pub const MAX_MESSAGE: usize = 65_535;
+
+/// How an exchange with the upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no answer before the deadline")]
+    Timeout,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The upstream answered this query, but the answer is broken (UDP), or answered
+    /// something else (TCP, where nothing else can arrive). The bytes are kept: a broken
+    /// answer with TC set is still relayed.
+    #[error("{error}")]
+    Answer { error: AnswerError, packet: Vec<u8> },
+}
+
+/// A checked answer and its bytes as received.
+pub struct Exchanged {
+    pub packet: Vec<u8>,
+    pub answer: DnsAnswer,
+}
+
+/// Over UDP. Packets that are not the answer to `query` (other ID, other question, not a
+/// response) are ignored and the wait goes on until `deadline`, as a stub resolver does: a
+/// forged packet must not cost the client the real answer.
+pub async fn exchange_udp(
+    upstream: SocketAddr,
+    packet: &[u8],
+    query: &DnsQuery,
+    deadline: Instant,
+) -> Result<Exchanged, UpstreamError> {
+    let bind: SocketAddr = match upstream {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(bind).await?;
+    // Connected: the kernel drops datagrams from any other source.
+    socket.connect(upstream).await?;
+    socket.send(packet).await?;
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let len = timeout_at(deadline, socket.recv(&mut buf))
+            .await
+            .map_err(|_| UpstreamError::Timeout)??;
+        let received = &buf[..len];
+        match parse_answer(received, query) {
+            Ok(answer) => {
+                buf.truncate(len);
+                return Ok(Exchanged {
+                    packet: buf,
+                    answer,
+                });
+            }
+            Err(error) if error.is_mismatch() => {
+                tracing::debug!(%upstream, id = query.id, %error, "ignoring a UDP packet that does not answer the query");
+            }
+            Err(error) => {
+                return Err(UpstreamError::Answer {
+                    error,
+                    packet: received.to_vec(),
+                });
+            }
+        }
+    }
+}
+
+/// Over TCP (RFC 7766 framing: a 2-byte length before each message), one query on a fresh
+/// connection.
+pub async fn exchange_tcp(
+    upstream: SocketAddr,
+    packet: &[u8],
+    query: &DnsQuery,
+    deadline: Instant,
+) -> Result<Exchanged, UpstreamError> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(upstream).await?;
+        stream.set_nodelay(true)?;
+        let len = u16::try_from(packet.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query over 65535 bytes"))?;
+        let mut framed = Vec::with_capacity(packet.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(packet);
+        stream.write_all(&framed).await?;
+        let len = stream.read_u16().await?;
+        let mut answer = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut answer).await?;
+        Ok::<_, io::Error>(answer)
+    };
+    let received = timeout_at(deadline, exchange)
+        .await
+        .map_err(|_| UpstreamError::Timeout)??;
+    match parse_answer(&received, query) {
+        Ok(answer) => Ok(Exchanged {
+            packet: received,
+            answer,
+        }),
+        Err(error) => Err(UpstreamError::Answer {
+            error,
+            packet: received,
+        }),
+    }
+}
