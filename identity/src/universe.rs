@@ -76,6 +76,11 @@ pub struct Universe {
     ipcache: IpCache,
     named_ports: HashMap<Identity, Vec<NamedPort>>,
     by_labels: HashMap<LabelSet, Identity>,
+    /// Indexes into `endpoints`: the per-connection and per-flow lookups (which
+    /// endpoint has this address, which carry this identity) must not scan them all.
+    endpoint_by_address: HashMap<IpAddr, usize>,
+    endpoints_by_identity: HashMap<Identity, Vec<usize>>,
+    endpoint_by_name: HashMap<(String, String), usize>,
 }
 
 /// Name of the host endpoint.
@@ -189,6 +194,9 @@ impl Universe {
             ipcache: IpCache::new(),
             named_ports: HashMap::new(),
             by_labels: HashMap::new(),
+            endpoint_by_address: HashMap::new(),
+            endpoints_by_identity: HashMap::new(),
+            endpoint_by_name: HashMap::new(),
         };
         for (id, _) in Identity::RESERVED {
             let mut labels: LabelSet = reserved_labels(id).into_iter().collect();
@@ -252,7 +260,26 @@ impl Universe {
             ports.sort();
             ports.dedup();
         }
+        universe.index_endpoints();
         Ok(universe)
+    }
+
+    fn index_endpoints(&mut self) {
+        for (i, e) in self.endpoints.iter().enumerate() {
+            for a in &e.addresses {
+                // The first endpoint claiming an address keeps it, as a scan would.
+                self.endpoint_by_address.entry(*a).or_insert(i);
+            }
+            self.endpoints_by_identity
+                .entry(e.identity)
+                .or_default()
+                .push(i);
+            if let Some(ns) = &e.namespace {
+                self.endpoint_by_name
+                    .entry((ns.clone(), e.name.clone()))
+                    .or_insert(i);
+            }
+        }
     }
 
     fn add_identity(&mut self, info: IdentityInfo) {
@@ -277,14 +304,25 @@ impl Universe {
     }
 
     pub fn endpoint(&self, namespace: &str, name: &str) -> Option<&Endpoint> {
-        self.endpoints
-            .iter()
-            .find(|e| e.namespace.as_deref() == Some(namespace) && e.name == name)
+        self.endpoint_by_name
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .map(|&i| &self.endpoints[i])
+    }
+
+    /// The endpoint that has `ip` among its addresses.
+    pub fn endpoint_at(&self, ip: IpAddr) -> Option<&Endpoint> {
+        self.endpoint_by_address
+            .get(&ip)
+            .map(|&i| &self.endpoints[i])
     }
 
     /// The endpoints that carry an identity.
     pub fn endpoints_of(&self, id: Identity) -> impl Iterator<Item = &Endpoint> {
-        self.endpoints.iter().filter(move |e| e.identity == id)
+        self.endpoints_by_identity
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.endpoints[i])
     }
 
     pub fn ipcache(&self) -> &IpCache {

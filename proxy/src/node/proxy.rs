@@ -291,13 +291,11 @@ pub fn push(shared: &Shared, flow: Flow) {
 /// address, else the identity alone.
 pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Endpoint {
     let cluster = &universe.cluster_name;
-    let labels = universe
-        .identity(id)
-        .map(|i| i.labels.clone())
-        .unwrap_or_default();
+    let none = sluice_identity::LabelSet::default();
+    let labels = universe.identity(id).map_or(&none, |i| &i.labels);
     match universe
-        .endpoints_of(id)
-        .find(|e| e.addresses.contains(&ip))
+        .endpoint_at(ip)
+        .filter(|e| e.identity == id)
         .or_else(|| universe.endpoints_of(id).next())
     {
         Some(ep) if !ep.is_host() => Endpoint::workload(
@@ -305,7 +303,7 @@ pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Endpoint {
             cluster,
             ep.namespace.as_deref().unwrap_or_default(),
             &ep.name,
-            &labels,
+            labels,
         ),
         _ => Endpoint::from_identity(id),
     }
