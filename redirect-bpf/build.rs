@@ -14,6 +14,8 @@ const BPF_SOURCES: &[&str] = &[
     "src/bpf/dns_reply.c",
     "src/bpf/sockops.c",
     "src/bpf/ingress.c",
+    "src/bpf/dns_egress.c",
+    "src/bpf/packet.h",
     "src/bpf/layout_probe.c",
 ];
 

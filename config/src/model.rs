@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::diag::Diagnostic;
 use crate::types::{
-    CidrGroup, CiliumPolicy, LabelSelector, Namespace, NetworkPolicy, Service, Workload,
+    CidrGroup, CiliumPolicy, LabelSelector, Namespace, NetworkPolicy, Secret, Service, Workload,
 };
 
 /// Where a document came from.
@@ -37,6 +37,16 @@ pub enum EnforcementMode {
     Never,
 }
 
+/// The answer the DNS proxy gives a query that `rules.dns` does not allow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DnsRejectResponse {
+    /// REFUSED, Cilium's default.
+    #[default]
+    Refused,
+    /// NXDOMAIN: some clients stop retrying sooner.
+    NxDomain,
+}
+
 /// `NodeConfig` with its defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSettings {
@@ -49,6 +59,7 @@ pub struct NodeSettings {
     pub allow_localhost: bool,
     pub proxy_port: u16,
     pub dns_proxy_port: u16,
+    pub dns_reject_response: DnsRejectResponse,
     pub admin_socket: PathBuf,
     /// Labels of this node, selected by `nodeSelector` rules.
     pub node_labels: BTreeMap<String, String>,
@@ -73,6 +84,7 @@ impl Default for NodeSettings {
             allow_localhost: true,
             proxy_port: Self::DEFAULT_PROXY_PORT,
             dns_proxy_port: Self::DEFAULT_DNS_PROXY_PORT,
+            dns_reject_response: DnsRejectResponse::Refused,
             admin_socket: PathBuf::from(Self::DEFAULT_ADMIN_SOCKET),
             node_labels: BTreeMap::new(),
         }
@@ -175,6 +187,8 @@ pub struct Config {
     pub workloads: Vec<Doc<Workload>>,
     pub services: Vec<Doc<Service>>,
     pub cidr_groups: Vec<Doc<CidrGroup>>,
+    /// `v1 Secret`s, read by `headerMatches` entries that name them.
+    pub secrets: Vec<Doc<Secret>>,
     pub policies: Vec<Doc<Policy>>,
     /// The errors of policies that were rejected alone.
     pub diagnostics: Vec<Diagnostic>,

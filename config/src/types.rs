@@ -401,6 +401,38 @@ pub struct Namespace {
     pub status: Option<IgnoredAny>,
 }
 
+/// `v1 Secret`: the values `headerMatches` entries compare headers with. `Debug` shows
+/// the keys, never the values, so a secret cannot reach a log through a debug print.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Secret {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Base64 values, as the API server stores them.
+    pub data: Option<BTreeMap<String, String>>,
+    /// Plain-text values; a key in both takes this one, as the API server merges them.
+    pub string_data: Option<BTreeMap<String, String>>,
+    #[serde(rename = "type")]
+    pub secret_type: Option<String>,
+    pub immutable: Option<bool>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = |m: &Option<BTreeMap<String, String>>| -> Vec<String> {
+            m.iter().flat_map(|m| m.keys().cloned()).collect()
+        };
+        f.debug_struct("Secret")
+            .field("metadata", &self.metadata)
+            .field("data_keys", &keys(&self.data))
+            .field("string_data_keys", &keys(&self.string_data))
+            .field("type", &self.secret_type)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Service {
@@ -538,6 +570,16 @@ pub struct NodeConfigSpec {
     pub proxy: Option<ProxyPorts>,
     /// Labels of this node, for `nodeSelector` (host firewall) rules.
     pub node_labels: Option<BTreeMap<String, String>>,
+    /// The DNS proxy's behaviour.
+    pub dns: Option<DnsSettings>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DnsSettings {
+    /// `refused` (default) or `nxdomain`: the answer to a query `rules.dns` does not
+    /// allow (Cilium's `tofqdns-dns-reject-response-code`, `refused` / `nameError`).
+    pub reject_response: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

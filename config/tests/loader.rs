@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use common::*;
 use sluice_config::types::LabelSelector;
 use sluice_config::{
-    EnforcementMode, LoadError, Policy, PolicyKind, RejectedPolicy, RejectedSubject, load,
+    DnsRejectResponse, EnforcementMode, LoadError, Policy, PolicyKind, RejectedPolicy,
+    RejectedSubject, load,
 };
 
 fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
@@ -267,7 +268,7 @@ fn an_unknown_kind_fails_the_load_naming_the_field_and_the_accepted_kinds() {
         "deploy.yaml:9:7: kind: unknown kind \"Deployment\" (apiVersion \"apps/v1\"); accepted \
          kinds: CiliumNetworkPolicy (cilium.io/v2), CiliumClusterwideNetworkPolicy \
          (cilium.io/v2), NetworkPolicy (networking.k8s.io/v1), Namespace (v1), Service (v1), \
-         CiliumCIDRGroup (cilium.io/v2alpha1), CiliumCIDRGroup (cilium.io/v2), Workload \
+         Secret (v1), CiliumCIDRGroup (cilium.io/v2alpha1), CiliumCIDRGroup (cilium.io/v2), Workload \
          (sluice.io/v1alpha1), NodeConfig (sluice.io/v1alpha1), List (v1)"
     );
 }
@@ -654,6 +655,7 @@ spec:
   allowLocalhost: policy
   nodeLabels: {role: edge}
   proxy: {port: \"15101\", dnsPort: 15153, adminSocket: /tmp/admin.sock}
+  dns: {rejectResponse: nxdomain}
 ";
     let node = load_ok("node.yaml", text).node;
     assert_eq!(node.cluster_name, "prod");
@@ -667,6 +669,7 @@ spec:
     );
     assert_eq!(node.proxy_port, 15101);
     assert_eq!(node.dns_proxy_port, 15153);
+    assert_eq!(node.dns_reject_response, DnsRejectResponse::NxDomain);
     assert_eq!(node.admin_socket.to_str(), Some("/tmp/admin.sock"));
 
     let errors = load_err("node.yaml", &text.replace("always", "sometimes"));
@@ -676,6 +679,37 @@ spec:
         "{errors:?}"
     );
     assert!(errors[0].contains("sometimes"), "{errors:?}");
+}
+
+#[test]
+fn dns_reject_response_defaults_to_refused_and_refuses_unknown_values() {
+    let node = "apiVersion: sluice.io/v1alpha1\nkind: NodeConfig\nmetadata: {name: node}\n";
+    assert_eq!(
+        load_ok("node.yaml", node).node.dns_reject_response,
+        DnsRejectResponse::Refused
+    );
+    let refused = format!("{node}spec:\n  dns: {{rejectResponse: refused}}\n");
+    assert_eq!(
+        load_ok("node.yaml", &refused).node.dns_reject_response,
+        DnsRejectResponse::Refused
+    );
+    assert_eq!(
+        load_err("node.yaml", &refused.replace("refused", "nameError")),
+        [
+            "node.yaml:5:25: spec.dns.rejectResponse: unsupported rejectResponse \"nameError\": \
+             supported values: \"refused\", \"nxdomain\""
+        ]
+    );
+    // deny_unknown_fields: a misspelt key is an error, not a silent default.
+    let errors = load_err(
+        "node.yaml",
+        &refused.replace("rejectResponse", "rejectCode"),
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("node.yaml:5:9: spec.dns") && errors[0].contains("rejectCode"),
+        "{errors:?}"
+    );
 }
 
 #[test]

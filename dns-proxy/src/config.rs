@@ -1,6 +1,7 @@
 //! The proxy's settings, parsed by the node from its own configuration and passed in.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -56,6 +57,11 @@ pub struct ProxyConfig {
     /// Forward every query here instead of to its original destination. Also stands in for
     /// the original destination when the redirect did not record one.
     pub fixed_upstream: Option<SocketAddr>,
+    /// The local address to send from, per upstream address; others leave from whatever
+    /// address the kernel picks. A node whose workloads only let in the proxy's own
+    /// source address (their ingress trusts it: the proxy decided) maps its local
+    /// resolvers to that address. Looked up once per forwarded query.
+    pub upstream_sources: BTreeMap<IpAddr, IpAddr>,
     pub reject_response: RejectResponse,
     pub upstream_timeout: Duration,
     /// The bound on the answer hook. When it passes (or the hook fails) the client gets
@@ -78,6 +84,7 @@ impl ProxyConfig {
         Self {
             listen,
             fixed_upstream: None,
+            upstream_sources: BTreeMap::new(),
             reject_response: RejectResponse::default(),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             answer_hook_timeout: DEFAULT_ANSWER_HOOK_TIMEOUT,

@@ -18,9 +18,9 @@ pub enum Verdict {
     Forwarded,
     /// Denied by policy: the proxy answered with the reject code and did not forward.
     Refused,
-    /// Anything else: an invalid packet, an internal error, no (usable) upstream answer, or
-    /// an answer the hook could not make safe to release. `DnsEvent::rcode` says what the
-    /// client got instead, if anything.
+    /// Anything else: dropped by L3/L4 policy, an invalid packet, an internal error, no
+    /// (usable) upstream answer, or an answer the hook could not make safe to release.
+    /// `DnsEvent::rcode` says what the client got instead, if anything.
     Dropped,
 }
 
@@ -31,6 +31,12 @@ pub enum Reason {
     Allowed,
     #[error("denied by policy")]
     PolicyDenied,
+    /// Forwarded although policy denies it (audit mode); the verdict is `Forwarded`.
+    #[error("denied by policy, forwarded in audit mode")]
+    PolicyAudit,
+    /// Dropped without an answer by L3/L4 policy ([`crate::PolicyAnswer::Drop`]).
+    #[error("dropped by L3/L4 policy")]
+    PolicyDropped,
     #[error("invalid query: {0}")]
     InvalidQuery(QueryError),
     #[error("original destination unknown and no fixed upstream configured")]

@@ -44,6 +44,13 @@ pub(crate) struct Handled {
     pub(crate) event: DnsEvent,
 }
 
+impl Handled {
+    /// Policy dropped the query: a TCP connection carrying it is closed.
+    pub(crate) fn closes_connection(&self) -> bool {
+        self.event.reason == Reason::PolicyDropped
+    }
+}
+
 /// An event under construction: what is known so far about the query.
 struct Pending {
     started: Instant,
@@ -153,12 +160,16 @@ impl<H: AnswerHook> Shared<H> {
             server,
             transport,
         };
-        match self
+        let allowed = match self
             .handlers
             .policy
             .check(&client, &query.qname, query.qtype())
         {
-            PolicyAnswer::Allow => {}
+            PolicyAnswer::Allow => Reason::Allowed,
+            PolicyAnswer::Audit => {
+                tracing::debug!(%peer, qname = %query.qname, "DNS query denied by policy, forwarded in audit mode");
+                Reason::PolicyAudit
+            }
             PolicyAnswer::Deny => {
                 tracing::debug!(%peer, qname = %query.qname, "DNS query denied by policy");
                 return pending.answer_self(
@@ -168,13 +179,18 @@ impl<H: AnswerHook> Shared<H> {
                     Reason::PolicyDenied,
                 );
             }
-        }
+            PolicyAnswer::Drop => {
+                tracing::debug!(%peer, %server, qname = %query.qname, "DNS query dropped by L3/L4 policy");
+                return pending.finish(None, None, Verdict::Dropped, Reason::PolicyDropped);
+            }
+        };
 
         pending.event.upstream = Some(upstream);
         let deadline = Instant::now() + self.config.upstream_timeout;
+        let source = self.config.upstream_sources.get(&upstream.ip()).copied();
         let exchanged = match transport {
-            Transport::Udp => exchange_udp(upstream, packet, &query, deadline).await,
-            Transport::Tcp => exchange_tcp(upstream, packet, &query, deadline).await,
+            Transport::Udp => exchange_udp(upstream, source, packet, &query, deadline).await,
+            Transport::Tcp => exchange_tcp(upstream, source, packet, &query, deadline).await,
         };
         let exchanged = match exchanged {
             Ok(exchanged) => exchanged,
@@ -202,12 +218,7 @@ impl<H: AnswerHook> Shared<H> {
                     // answer), so it is relayed as the upstream sent it.
                     pending.event.truncated = true;
                     let rcode = packet.get(3).map(|&b| ResponseCode::from_low(b & 0x0f));
-                    return pending.finish(
-                        Some(packet),
-                        rcode,
-                        Verdict::Forwarded,
-                        Reason::Allowed,
-                    );
+                    return pending.finish(Some(packet), rcode, Verdict::Forwarded, allowed);
                 }
                 tracing::warn!(%upstream, qname = %query.qname, %error, "bad DNS answer from upstream");
                 return pending.answer_self(
@@ -244,7 +255,7 @@ impl<H: AnswerHook> Shared<H> {
             Some(exchanged.packet),
             Some(answer.rcode),
             Verdict::Forwarded,
-            Reason::Allowed,
+            allowed,
         )
     }
 

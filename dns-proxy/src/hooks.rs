@@ -65,8 +65,17 @@ impl OriginalDst for NoOriginalDst {
 pub enum PolicyAnswer {
     /// Forward the query.
     Allow,
-    /// Answer it without forwarding, with the configured reject code (REFUSED or NXDOMAIN).
+    /// Forward the query although policy would deny it: audit mode. The event says so
+    /// ([`crate::Reason::PolicyAudit`]), for the node to report it.
+    Audit,
+    /// Answer it without forwarding, with the configured reject code (REFUSED or NXDOMAIN):
+    /// what `rules.dns` does to a name it does not allow.
     Deny,
+    /// Neither forward nor answer, as a datapath drops a packet: what L3/L4 policy does to
+    /// DNS it does not allow (Cilium drops such a query before any proxy sees it). Over TCP
+    /// the connection is closed too: every query on it has the same client, server and
+    /// port, so every one would be dropped.
+    Drop,
 }
 
 /// `rules.dns` enforcement. Called once per valid query, synchronously on the query's task:

@@ -8,7 +8,8 @@
 //!    NOTIMP or silence, and an event saying why;
 //! 2. finds where it was going ([`OriginalDst`], or the configured fixed upstream);
 //! 3. asks the node's [`DnsPolicy`]; a denial is answered REFUSED or NXDOMAIN
-//!    ([`RejectResponse`]) without forwarding;
+//!    ([`RejectResponse`]) without forwarding, a drop (L3/L4 policy) gets no answer at all,
+//!    an audit is forwarded and reported as such;
 //! 4. forwards the query's **original bytes** (ID, 0x20 case, EDNS0 untouched) over the
 //!    client's transport, and checks that the answer matches (ID, question);
 //! 5. follows the answer's CNAME chain to the asked name's A/AAAA records and hands them

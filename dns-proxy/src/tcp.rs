@@ -2,8 +2,9 @@
 //! concurrently and answered as they complete (the ID tells them apart), an idle timeout.
 //!
 //! A connection's reader stops when the client closes, sends a frame the proxy cannot read
-//! in time, or stays idle past `tcp_idle_timeout`; queries already read still get their
-//! answers before the connection closes.
+//! in time, stays idle past `tcp_idle_timeout`, or sends a query that policy drops
+//! (`PolicyAnswer::Drop`: the rest would be dropped alike); queries already read still get
+//! their answers before the connection closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
@@ -55,13 +56,19 @@ async fn serve_connection<H: AnswerHook>(
     let pipelined = Arc::new(Semaphore::new(shared.config.max_tcp_pipelined));
     let idle = shared.config.tcp_idle_timeout;
     let mut queries = JoinSet::new();
+    // Told by a query that policy dropped. `notify_one` keeps the wake-up when the reader
+    // is not waiting yet, so none is lost.
+    let dropped = Arc::new(Notify::new());
 
     loop {
         // Between queries the idle timeout applies; a frame once started must arrive within
         // it too, so a client cannot hold the connection with a trickle of bytes.
-        let len = match timeout(idle, reader.read_u16()).await {
-            Ok(Ok(len)) => len,
-            Ok(Err(_)) | Err(_) => break,
+        let len = tokio::select! {
+            read = timeout(idle, reader.read_u16()) => match read {
+                Ok(Ok(len)) => len,
+                Ok(Err(_)) | Err(_) => break,
+            },
+            () = dropped.notified() => break,
         };
         let mut packet = vec![0u8; usize::from(len)];
         match timeout(idle, reader.read_exact(&mut packet)).await {
@@ -73,11 +80,15 @@ async fn serve_connection<H: AnswerHook>(
         };
         let shared = Arc::clone(&shared);
         let writer = Arc::clone(&writer);
+        let dropped = Arc::clone(&dropped);
         queries.spawn(async move {
             let handled = shared.handle(&packet, peer, Transport::Tcp).await;
             drop(permit);
             if let Some(reply) = &handled.reply {
                 write_frame(&writer, peer, reply).await;
+            }
+            if handled.closes_connection() {
+                dropped.notify_one();
             }
             shared.handlers.events.record(handled.event);
         });

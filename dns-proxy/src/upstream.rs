@@ -5,10 +5,10 @@
 //! query alone, and no ID table is shared between queries.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
 use crate::wire::{AnswerError, DnsAnswer, DnsQuery, parse_answer};
@@ -36,18 +36,21 @@ pub struct Exchanged {
     pub answer: DnsAnswer,
 }
 
-/// Over UDP. Packets that are not the answer to `query` (other ID, other question, not a
-/// response) are ignored and the wait goes on until `deadline`, as a stub resolver does: a
-/// forged packet must not cost the client the real answer.
+/// Over UDP, from `source` when given (any local address otherwise). Packets that are not
+/// the answer to `query` (other ID, other question, not a response) are ignored and the
+/// wait goes on until `deadline`, as a stub resolver does: a forged packet must not cost
+/// the client the real answer.
 pub async fn exchange_udp(
     upstream: SocketAddr,
+    source: Option<IpAddr>,
     packet: &[u8],
     query: &DnsQuery,
     deadline: Instant,
 ) -> Result<Exchanged, UpstreamError> {
-    let bind: SocketAddr = match upstream {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    let bind: SocketAddr = match (source, upstream) {
+        (Some(ip), _) => (ip, 0).into(),
+        (None, SocketAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (None, SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(bind).await?;
     // Connected: the kernel drops datagrams from any other source.
@@ -81,15 +84,16 @@ pub async fn exchange_udp(
 }
 
 /// Over TCP (RFC 7766 framing: a 2-byte length before each message), one query on a fresh
-/// connection.
+/// connection from `source` when given.
 pub async fn exchange_tcp(
     upstream: SocketAddr,
+    source: Option<IpAddr>,
     packet: &[u8],
     query: &DnsQuery,
     deadline: Instant,
 ) -> Result<Exchanged, UpstreamError> {
     let exchange = async {
-        let mut stream = TcpStream::connect(upstream).await?;
+        let mut stream = connect_tcp(upstream, source).await?;
         stream.set_nodelay(true)?;
         let len = u16::try_from(packet.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query over 65535 bytes"))?;
@@ -115,4 +119,16 @@ pub async fn exchange_tcp(
             packet: received,
         }),
     }
+}
+
+async fn connect_tcp(upstream: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(upstream).await;
+    };
+    let socket = match upstream {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind((source, 0).into())?;
+    socket.connect(upstream).await
 }

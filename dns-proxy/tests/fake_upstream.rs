@@ -9,11 +9,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{HookMode, PatternPolicy, query, start_proxy, tcp_recv, tcp_send, udp_exchange};
+use common::{
+    FixedPolicy, HookMode, PatternPolicy, query, start_proxy, tcp_recv, tcp_send, udp_exchange,
+};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
-use sluice_dns::{Reason, ResolvedIp, Transport, Verdict};
+use sluice_dns::{PolicyAnswer, Reason, ResolvedIp, Transport, Verdict};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -547,4 +549,138 @@ async fn denied_query_is_never_forwarded() {
         (Verdict::Refused, Reason::PolicyDenied)
     );
     assert_eq!(event.qname.as_deref(), Some("www.denied.example."));
+}
+
+fn never_reached() -> Script {
+    Arc::new(|_, _| panic!("a dropped query reached the upstream"))
+}
+
+#[tokio::test]
+async fn dropped_query_gets_no_answer_and_is_never_forwarded() {
+    let upstream = fake_upstream(never_reached()).await;
+    let mut proxy = start_proxy(
+        |_| {},
+        Arc::new(FixedPolicy(PolicyAnswer::Drop)),
+        Some(upstream),
+        HookMode::Succeed,
+    )
+    .await;
+    let q = query(18, "www.example.", RecordType::A).to_vec().unwrap();
+    assert_eq!(
+        udp_exchange(proxy.addr, &q, Duration::from_millis(500)).await,
+        None,
+        "a policy drop sends nothing back"
+    );
+    let event = proxy.event().await;
+    assert_eq!(
+        (event.verdict, event.reason, event.rcode),
+        (Verdict::Dropped, Reason::PolicyDropped, None)
+    );
+    assert_eq!(event.upstream, None);
+    assert_eq!(event.server, Some(upstream));
+}
+
+#[tokio::test]
+async fn dropped_query_over_tcp_closes_the_connection_unanswered() {
+    let upstream = fake_upstream(never_reached()).await;
+    let mut proxy = start_proxy(
+        |_| {},
+        Arc::new(FixedPolicy(PolicyAnswer::Drop)),
+        Some(upstream),
+        HookMode::Succeed,
+    )
+    .await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp_send(&mut stream, &valid_query()).await;
+    // Closed well before the idle timeout (8 s), with nothing written.
+    let closed = tokio::time::timeout(Duration::from_secs(2), tcp_recv(&mut stream))
+        .await
+        .expect("the connection stays open after a policy drop");
+    assert_eq!(closed, None);
+    let event = proxy.event().await;
+    assert_eq!(
+        (event.transport, event.reason),
+        (Transport::Tcp, Reason::PolicyDropped)
+    );
+}
+
+#[tokio::test]
+async fn audited_query_is_forwarded_and_says_so() {
+    let upstream = fake_upstream(answering(&[[192, 0, 2, 9]])).await;
+    let mut proxy = start_proxy(
+        |_| {},
+        Arc::new(FixedPolicy(PolicyAnswer::Audit)),
+        Some(upstream),
+        HookMode::Succeed,
+    )
+    .await;
+    let q = query(19, "www.example.", RecordType::A).to_vec().unwrap();
+    let reply = udp_exchange(proxy.addr, &q, WAIT).await.unwrap();
+    assert_eq!(rcode(&reply), ResponseCode::NoError);
+    let event = proxy.event().await;
+    assert_eq!(
+        (event.verdict, event.reason),
+        (Verdict::Forwarded, Reason::PolicyAudit)
+    );
+    assert_eq!(event.ips, vec![v4([192, 0, 2, 9], 30)]);
+    assert_eq!(proxy.hook_calls().len(), 1, "an audited answer teaches too");
+}
+
+/// A UDP and TCP upstream on 127.0.0.1 that answers every query and reports the address
+/// each query came from.
+async fn source_reporting_upstream()
+-> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<SocketAddr>) {
+    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let udp_tx = tx.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        while let Ok((len, peer)) = udp.recv_from(&mut buf).await {
+            let query = Message::from_vec(&buf[..len]).unwrap();
+            let reply = answer(&query, &[[192, 0, 2, 1]], 30).to_vec().unwrap();
+            let _ = udp.send_to(&reply, peer).await;
+            let _ = udp_tx.send(peer);
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut stream, peer)) = tcp.accept().await {
+            let _ = tx.send(peer);
+            if let Some(packet) = tcp_recv(&mut stream).await {
+                let query = Message::from_vec(&packet).unwrap();
+                let reply = answer(&query, &[[192, 0, 2, 1]], 30).to_vec().unwrap();
+                tcp_send(&mut stream, &reply).await;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn queries_leave_from_the_source_configured_for_their_upstream() {
+    let (upstream, mut sources) = source_reporting_upstream().await;
+    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let proxy = start_proxy(
+        |c| {
+            c.upstream_sources.insert(upstream.ip(), source);
+        },
+        allow_all(),
+        Some(upstream),
+        HookMode::Succeed,
+    )
+    .await;
+    let q = query(20, "www.example.", RecordType::A).to_vec().unwrap();
+    assert!(udp_exchange(proxy.addr, &q, WAIT).await.is_some());
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp_send(&mut stream, &q).await;
+    assert!(tcp_recv(&mut stream).await.is_some());
+
+    for transport in ["UDP", "TCP"] {
+        let from = tokio::time::timeout(WAIT, sources.recv())
+            .await
+            .expect("the upstream saw no query")
+            .unwrap();
+        assert_eq!(from.ip(), source, "{transport}");
+    }
 }

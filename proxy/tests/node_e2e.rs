@@ -1,5 +1,5 @@
 //! `sluice up` end to end, as root: real pods (netns + veth + cgroup), the BPF
-//! redirects, the proxy, real clients (curl) and servers (python3 http.server), and
+//! redirects, the proxy, real clients (curl) and servers (Python's http.server handlers), and
 //! `sluice observe` for the flows. One scenario, in order, because a machine runs one
 //! node at a time.
 
@@ -62,7 +62,7 @@ metadata: {{name: backend, namespace: e2e, labels: {{app: backend}}}}
 spec:
   addresses: ["10.200.9.3"]
   ports: [{{name: http, port: 8080, protocol: TCP}}]
-  run: {{command: ["python3", "-m", "http.server", "8080", "--bind", "10.200.9.3"]}}
+  run: {{command: {backend}}}
 ---
 apiVersion: sluice.io/v1alpha1
 kind: Workload
@@ -77,8 +77,24 @@ spec:
   ingress: [{{}}]
   egress: [{{}}]
 {allow_rule}{extra}"#,
-        admin = admin.display()
+        admin = admin.display(),
+        backend = serde_json::to_string(&http_server("10.200.9.3", 8080)).unwrap(),
     )
+}
+
+/// `python3 …` serving files on `addr:port`. Not `python3 -m http.server`: its
+/// `HTTPServer.server_bind` resolves the address (`socket.getfqdn`), a DNS query that
+/// would leave the machine for its resolver.
+fn http_server(addr: &str, port: u16) -> Vec<String> {
+    vec![
+        "python3".into(),
+        "-c".into(),
+        format!(
+            "import http.server as h, socketserver as s\n\
+             s.ThreadingTCPServer.allow_reuse_address = True\n\
+             s.ThreadingTCPServer(('{addr}', {port}), h.SimpleHTTPRequestHandler).serve_forever()"
+        ),
+    ]
 }
 
 struct Node {
@@ -536,7 +552,7 @@ impl Outside {
     fn serve_http(&mut self) {
         let child = self
             .command("python3")
-            .args(["-m", "http.server", "8000", "--bind", Self::ALLOWED])
+            .args(&http_server(Self::ALLOWED, 8000)[1..])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -648,7 +664,7 @@ fn the_kernel_decides_udp_inbound_connections_cidr_and_host() {
     outside.serve_http();
     // The host side: a server on the node's gateway address (entity `host`).
     let mut host_server = Command::new("python3")
-        .args(["-m", "http.server", "8001", "--bind", "169.254.1.1"])
+        .args(&http_server("169.254.1.1", 8001)[1..])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -749,4 +765,288 @@ fn with_allow_localhost_policy_the_host_is_policed_but_the_proxy_is_not() {
                 f["flow"]["source"]["identity"] == 1 && f["flow"]["traffic_direction"] == "INGRESS"
             })
     });
+}
+
+/// A resolver pod (dnsmasq, answering from its own records only) and a policy: frontend
+/// may ask it on 53/UDP and 53/TCP for `*.allowed.test` (plus `extra_names`); stranger
+/// may ask nothing (the default deny above).
+fn dns_scenario(extra_names: &str) -> String {
+    format!(
+        r#"
+---
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {{name: resolver, namespace: e2e, labels: {{app: resolver}}}}
+spec:
+  addresses: ["10.200.9.6"]
+  run:
+    command: [dnsmasq, --keep-in-foreground, --no-resolv, --no-hosts, --conf-file=/dev/null,
+      --pid-file=, --log-facility=-, --listen-address=10.200.9.6, --bind-interfaces,
+      --local=/test/, "--host-record=api.allowed.test,192.0.2.10",
+      "--host-record=api.denied.test,192.0.2.20"]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: dns, namespace: e2e}}
+specs:
+- endpointSelector: {{matchLabels: {{app: frontend}}}}
+  egress:
+  - toEndpoints: [{{matchLabels: {{app: resolver}}}}]
+    toPorts:
+    - ports: [{{port: "53", protocol: UDP}}, {{port: "53", protocol: TCP}}]
+      rules:
+        dns: [{{matchPattern: "*.allowed.test"}}{extra_names}]
+- endpointSelector: {{matchLabels: {{app: resolver}}}}
+  ingress:
+  - fromEndpoints: [{{matchLabels: {{app: frontend}}}}]
+    toPorts: [{{ports: [{{port: "53", protocol: UDP}}, {{port: "53", protocol: TCP}}]}}]
+"#
+    )
+}
+
+/// `dig @10.200.9.6 <args>` from a pod: what it printed (the status line included) and
+/// whether it got an answer at all.
+fn dig(pod: &str, args: &[&str]) -> (String, bool) {
+    let out = Command::new(BIN)
+        .args([
+            "exec",
+            pod,
+            "--",
+            "dig",
+            "@10.200.9.6",
+            "+time=2",
+            "+tries=1",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let answered = out.status.success() && text.contains("status:");
+    (text, answered)
+}
+
+/// The addresses of an answer (`+short`), from a pod.
+fn dig_short(pod: &str, args: &[&str]) -> String {
+    let mut full = vec!["+short"];
+    full.extend_from_slice(args);
+    dig(pod, &full).0.trim().to_owned()
+}
+
+#[test]
+fn the_dns_proxy_enforces_rules_dns_and_reports_dns_flows() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("dns");
+    let policy = dir.join("config/all.yaml");
+    std::fs::write(&policy, config_with(&dir, true, false, &dns_scenario(""))).unwrap();
+    let node = Node::start(&dir);
+    // The resolver is up (asked from the host, which no redirect touches).
+    eventually("dnsmasq answers", || {
+        let out = Command::new("dig")
+            .args([
+                "@10.200.9.6",
+                "+short",
+                "+time=1",
+                "+tries=1",
+                "api.allowed.test",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "192.0.2.10"
+    });
+
+    // An allowed name, over UDP and over TCP: the resolver's answer, through the proxy.
+    assert_eq!(
+        dig_short("e2e/frontend", &["api.allowed.test"]),
+        "192.0.2.10"
+    );
+    assert_eq!(
+        dig_short("e2e/frontend", &["+tcp", "api.allowed.test"]),
+        "192.0.2.10"
+    );
+    // A name rules.dns do not allow: REFUSED by the proxy, on both transports.
+    for transport in [&[][..], &["+tcp"][..]] {
+        let mut args = transport.to_vec();
+        args.push("api.denied.test");
+        let (out, answered) = dig("e2e/frontend", &args);
+        assert!(
+            answered && out.contains("status: REFUSED"),
+            "{transport:?}: {out}"
+        );
+    }
+    // A pod whose L3/L4 policy does not allow DNS to the resolver: no answer at all.
+    let (out, answered) = dig("e2e/stranger", &["api.allowed.test"]);
+    assert!(!answered && out.contains("timed out"), "{out}");
+
+    // Every query is a flow: DNS requests and responses, `--protocol dns` and `--type l7`.
+    let dns = node.observe(&["--protocol", "dns", "--from-pod", "e2e/frontend"]);
+    let l7 = |flow: &Value| flow["flow"]["l7"].clone();
+    let request = |query: &str, verdict: &str| {
+        dns.iter().any(|f| {
+            l7(f)["type"] == "REQUEST"
+                && l7(f)["dns"]["query"] == query
+                && f["flow"]["verdict"] == verdict
+                && f["flow"]["Type"] == "L7"
+                && f["flow"]["traffic_direction"] == "EGRESS"
+        })
+    };
+    assert!(request("api.allowed.test.", "FORWARDED"), "{dns:#?}");
+    assert!(request("api.denied.test.", "DROPPED"), "{dns:#?}");
+    let tcp_request = dns
+        .iter()
+        .any(|f| f["flow"]["l4"]["TCP"]["destination_port"] == 53);
+    let udp_request = dns
+        .iter()
+        .any(|f| f["flow"]["l4"]["UDP"]["destination_port"] == 53);
+    assert!(tcp_request && udp_request, "{dns:#?}");
+    let answered = node
+        .observe(&["--protocol", "dns", "--to-pod", "e2e/frontend"])
+        .into_iter()
+        .find(|f| l7(f)["type"] == "RESPONSE" && l7(f)["dns"]["query"] == "api.allowed.test.")
+        .expect("a DNS response flow");
+    assert_eq!(l7(&answered)["dns"]["ips"][0], "192.0.2.10");
+    assert_eq!(l7(&answered)["dns"]["observation_source"], "proxy");
+    assert_eq!(answered["flow"]["is_reply"], true);
+    assert_eq!(answered["flow"]["source"]["pod_name"], "resolver");
+    let l7_only = node.observe(&["--type", "l7"]);
+    assert!(
+        !l7_only.is_empty() && l7_only.iter().all(|f| f["flow"]["Type"] == "L7"),
+        "{l7_only:#?}"
+    );
+    // The stranger's query was dropped by L3/L4 policy, as a packet is: a policy drop.
+    let dropped = node.observe(&["--verdict", "DROPPED", "--from-pod", "e2e/stranger"]);
+    assert!(
+        dropped.iter().any(|f| {
+            f["flow"]["l4"]["UDP"]["destination_port"] == 53
+                && f["flow"]["drop_reason_desc"] == "POLICY_DENIED"
+        }),
+        "{dropped:#?}"
+    );
+
+    // The compiled rules follow a reload: the denied name allowed by name now.
+    std::fs::write(
+        &policy,
+        config_with(
+            &dir,
+            true,
+            false,
+            &dns_scenario(r#", {matchName: "API.denied.test"}"#),
+        ),
+    )
+    .unwrap();
+    eventually("the reloaded rules allow api.denied.test", || {
+        dig_short("e2e/frontend", &["api.denied.test"]) == "192.0.2.20"
+    });
+
+    // Audit mode: what would be refused or dropped is forwarded and reported AUDIT.
+    std::fs::write(&policy, config_with(&dir, true, true, &dns_scenario(""))).unwrap();
+    eventually("audit mode forwards what L3/L4 policy drops", || {
+        dig_short("e2e/stranger", &["api.allowed.test"]) == "192.0.2.10"
+    });
+    // A name no rule allows reaches the resolver, which knows no such name.
+    let (out, answered) = dig("e2e/frontend", &["nx.denied.test"]);
+    assert!(answered && out.contains("status: NXDOMAIN"), "{out}");
+    let audited = node.observe(&["--protocol", "dns", "--verdict", "AUDIT"]);
+    for pod in ["frontend", "stranger"] {
+        assert!(
+            audited
+                .iter()
+                .any(|f| { f["flow"]["source"]["pod_name"] == pod && l7(f)["type"] == "REQUEST" }),
+            "no AUDIT DNS request from {pod}: {audited:#?}"
+        );
+    }
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A cgroup the test creates outside the node's own, enrolled with `spec.cgroup` (as a
+/// systemd unit would be); removed on drop, after the node has detached from it.
+struct UnitCgroup {
+    path: PathBuf,
+    relative: String,
+}
+
+impl UnitCgroup {
+    fn create() -> Self {
+        let relative = format!("/sluice-e2e-unit-{}", std::process::id());
+        let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .find(|m| Path::new(m).join("cgroup.controllers").exists())
+            .expect("a cgroup2 mount");
+        let path = Path::new(root).join(relative.trim_start_matches('/'));
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).unwrap();
+        Self { path, relative }
+    }
+
+    /// curl from a process inside the cgroup (host network namespace).
+    fn curl(&self, url: &str) -> u16 {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec curl {} {url}",
+            self.path.display(),
+            CURL_STATUS.join(" ")
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script]);
+        http_status(cmd)
+    }
+}
+
+impl Drop for UnitCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn an_existing_cgroup_is_enrolled_as_a_workload() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("cgroup-workload");
+    let unit = UnitCgroup::create();
+    let extra = format!(
+        r#"
+---
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {{name: unit, namespace: e2e, labels: {{app: unit}}}}
+spec: {{cgroup: "{}"}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: unit-to-backend, namespace: e2e}}
+specs:
+- endpointSelector: {{matchLabels: {{app: unit}}}}
+  egress: [{{toEndpoints: [{{matchLabels: {{app: backend}}}}], toPorts: [{{ports: [{{port: "8080", protocol: TCP}}]}}]}}]
+- endpointSelector: {{matchLabels: {{app: backend}}}}
+  ingress: [{{fromEndpoints: [{{matchLabels: {{app: unit}}}}], toPorts: [{{ports: [{{port: "8080", protocol: TCP}}]}}]}}]
+"#,
+        unit.relative
+    );
+    std::fs::write(
+        dir.join("config/node.yaml"),
+        config_with(&dir, false, false, &extra),
+    )
+    .unwrap();
+    let node = Node::start(&dir);
+    eventually("the backend listens", || {
+        host_curl("http://10.200.9.3:8080/") == 200
+    });
+
+    // Allowed through the proxy (never bypassed: a host-netns workload always is).
+    assert_eq!(unit.curl("http://10.200.9.3:8080/"), 200);
+    assert_eq!(unit.curl("http://10.200.9.3:8080/"), 200);
+    // Default deny for everything else it tries.
+    assert_eq!(unit.curl("http://10.200.9.4:8080/"), 0);
+    // Processes outside the cgroup are untouched.
+    assert_eq!(host_curl("http://10.200.9.3:8080/"), 200);
+    eventually("the unit's flows carry its identity", || {
+        let flows = node.observe(&["--from-pod", "e2e/unit"]);
+        flows.iter().any(|f| f["flow"]["verdict"] == "FORWARDED")
+            && flows.iter().any(|f| f["flow"]["verdict"] == "DROPPED")
+    });
+    drop(node);
+    // The node detached from the cgroup and left it to its owner.
+    assert!(unit.path.exists());
 }

@@ -76,7 +76,7 @@ impl CgroupId {
     }
 }
 
-fn cgroup2_mounts() -> io::Result<Vec<PathBuf>> {
+pub(crate) fn cgroup2_mounts() -> io::Result<Vec<PathBuf>> {
     let mounts = fs::read_to_string("/proc/self/mounts")?;
     Ok(mounts
         .lines()

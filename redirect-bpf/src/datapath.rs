@@ -31,7 +31,7 @@ use crate::types::{
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sluice.bpf.o"));
 
 /// The programs of the object, by function name.
-pub const PROGRAMS: [&str; 8] = [
+pub const PROGRAMS: [&str; 9] = [
     "sluice_connect4",
     "sluice_connect6",
     "sluice_sendmsg4",
@@ -40,6 +40,7 @@ pub const PROGRAMS: [&str; 8] = [
     "sluice_recvmsg6",
     "sluice_sockops",
     "sluice_ingress",
+    "sluice_dns_egress",
 ];
 
 /// bpffs's `statfs` magic number.
@@ -112,10 +113,24 @@ pub struct Datapath {
     policy: LpmTrie<MapData, raw::PolicyKeyData, raw::Verdict>,
     config: Array<MapData, raw::Config>,
     orig_dst_by_client: HashMap<MapData, raw::ClientKey, raw::OrigDst>,
+    dns_orig_by_client: Option<DnsOrigDsts>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
+    /// Cgroups enrolled beside the main one (workloads that exist outside it), each
+    /// with its links and its instance lock; detached before the main cgroup.
+    extra: Vec<ExtraCgroup>,
     cgroup: AttachCgroup,
     pin_dir: Option<PathBuf>,
+    link_pin_dir: Option<PathBuf>,
+    lock_dir: PathBuf,
+    _lock: InstanceLock,
+}
+
+/// One more cgroup the programs are attached to. Field order is drop order: the
+/// links detach before the lock is released.
+struct ExtraCgroup {
+    _links: Links,
+    cgroup: AttachCgroup,
     _lock: InstanceLock,
 }
 
@@ -147,26 +162,11 @@ impl Datapath {
         }
         let mut ebpf = loader.load(OBJECT).map_err(Error::LoadObject)?;
 
-        let cgroup_file = cgroup.open()?;
-        let mut links = Links::default();
         if let Some(dir) = &options.link_pin_dir {
             check_pin_dir(dir)?;
             detach_stale_links(dir)?;
         }
-        for program in PROGRAMS {
-            let link = attach(&mut ebpf, program, &cgroup, &cgroup_file)?;
-            match &options.link_pin_dir {
-                Some(dir) => {
-                    let path = dir.join(program);
-                    let pinned = link.pin(&path).map_err(|e| Error::Unpin {
-                        path: path.clone(),
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
-                    links.pinned.push(pinned);
-                }
-                None => links.held.push(link),
-            }
-        }
+        let links = attach_all(&mut ebpf, &cgroup, options.link_pin_dir.as_deref())?;
         info!(cgroup = %cgroup.path().display(), pinned = options.pin_dir.is_some(), "sluice datapath attached");
 
         Ok(Self {
@@ -177,13 +177,70 @@ impl Datapath {
             policy: take_map(&mut ebpf, raw::MAP_POLICY)?,
             config: take_map(&mut ebpf, raw::MAP_CONFIG)?,
             orig_dst_by_client: take_map(&mut ebpf, raw::MAP_ORIG_DST_BY_CLIENT)?,
+            dns_orig_by_client: Some(DnsOrigDsts(take_map(
+                &mut ebpf,
+                raw::MAP_DNS_ORIG_BY_CLIENT,
+            )?)),
             counters: take_map(&mut ebpf, raw::MAP_COUNTERS)?,
             events: Some(take_map(&mut ebpf, raw::MAP_EVENTS)?),
             _ebpf: ebpf,
+            extra: Vec::new(),
             cgroup,
             pin_dir: options.pin_dir.clone(),
+            link_pin_dir: options.link_pin_dir.clone(),
+            lock_dir: options.lock_dir.clone(),
             _lock: lock,
         })
+    }
+
+    /// Attaches every program to one more cgroup: a workload that lives outside the
+    /// datapath's own cgroup (a systemd unit, a container runtime's cgroup). Refused:
+    /// the root, a cgroup inside or around the datapath's own one (the programs would
+    /// run twice, or steer everything below), one that holds this process (its own
+    /// connections would be redirected to itself), and one another instance holds.
+    /// Links are pinned like the main ones, under a directory named by the cgroup id.
+    pub fn attach_cgroup(&mut self, path: &Path) -> Result<CgroupId, Error> {
+        let cgroup = AttachCgroup::new(path)?;
+        let refused = |reason: &str| Error::CgroupRefused {
+            path: cgroup.path().to_owned(),
+            reason: reason.to_owned(),
+        };
+        let main = self.cgroup.path();
+        if cgroup.path().starts_with(main) || main.starts_with(cgroup.path()) {
+            return Err(refused(
+                "it is inside (or contains) the cgroup sluice attaches to already",
+            ));
+        }
+        if self.extra.iter().any(|e| e.cgroup == cgroup) {
+            return Err(refused("it is enrolled already"));
+        }
+        if own_cgroup_within(cgroup.path()) {
+            return Err(refused(
+                "sluice itself runs in it: its own connections would be redirected to itself",
+            ));
+        }
+        let id = CgroupId::of_path(cgroup.path()).map_err(|source| Error::CgroupOpen {
+            path: cgroup.path().to_owned(),
+            source,
+        })?;
+        let lock = InstanceLock::acquire(&self.lock_dir, &cgroup)?;
+        let pin_dir = match &self.link_pin_dir {
+            Some(dir) => {
+                let sub = dir.join(format!("cgroup-{}", id.0));
+                check_pin_dir(&sub)?;
+                detach_stale_links(&sub)?;
+                Some(sub)
+            }
+            None => None,
+        };
+        let links = attach_all(&mut self._ebpf, &cgroup, pin_dir.as_deref())?;
+        info!(cgroup = %cgroup.path().display(), "sluice datapath attached to an enrolled cgroup");
+        self.extra.push(ExtraCgroup {
+            _links: links,
+            cgroup,
+            _lock: lock,
+        });
+        Ok(id)
     }
 
     /// The cgroup the programs are attached to (canonical path).
@@ -257,6 +314,13 @@ impl Datapath {
         Ok(OrigDst::from_raw(entry))
     }
 
+    /// The reader of the DNS proxy's original destinations. It reads through its own
+    /// map descriptor, so the DNS proxy's per-query lookups share no lock with the
+    /// rest of the datapath. There is one: the second call returns `None`.
+    pub fn take_dns_orig_dsts(&mut self) -> Option<DnsOrigDsts> {
+        self.dns_orig_by_client.take()
+    }
+
     /// The counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, Error> {
         let read = |index: u32| -> Result<u64, Error> {
@@ -313,6 +377,31 @@ impl Datapath {
         self.config
             .set(0, config, 0)
             .map_err(Error::map(raw::MAP_CONFIG))
+    }
+}
+
+/// DNS_ORIG_BY_CLIENT: the resolver a redirected DNS query was sent to, by the client's
+/// address and port as the DNS proxy sees them (UDP: keyed per datagram by
+/// `cgroup_skb/egress`; TCP: per connection by `sockops`).
+pub struct DnsOrigDsts(HashMap<MapData, raw::ClientKey, raw::OrigDst>);
+
+impl std::fmt::Debug for DnsOrigDsts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DnsOrigDsts")
+    }
+}
+
+impl DnsOrigDsts {
+    /// The original destination of the DNS query (UDP) or connection (TCP) from
+    /// `client`. Read, not removed: a socket sends many queries, and each datagram or
+    /// connection rewrites its entry (stale ones age out of the LRU map).
+    pub fn get(&self, client: SocketAddr, proto: Protocol) -> Result<Option<OrigDst>, Error> {
+        let key = client_key(client, proto)?;
+        match self.0.get(&key, 0) {
+            Ok(entry) => Ok(OrigDst::from_raw(entry)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(Error::map(raw::MAP_DNS_ORIG_BY_CLIENT)(e)),
+        }
     }
 }
 
@@ -526,7 +615,11 @@ fn attach(
     file: &std::fs::File,
 ) -> Result<FdLink, Error> {
     let missing = || Error::MissingProgram { program };
-    let load_err = |source| Error::LoadProgram { program, source };
+    // Loaded once, attached to as many cgroups as are enrolled.
+    let load = |r: Result<(), aya::programs::ProgramError>| match r {
+        Ok(()) | Err(aya::programs::ProgramError::AlreadyLoaded) => Ok(()),
+        Err(source) => Err(Error::LoadProgram { program, source }),
+    };
     let attach_err = |source| Error::Attach {
         program,
         cgroup: cgroup.path().to_owned(),
@@ -537,7 +630,7 @@ fn attach(
     match prog {
         aya::programs::Program::CgroupSockAddr(p) => {
             let p: &mut CgroupSockAddr = p;
-            p.load().map_err(load_err)?;
+            load(p.load())?;
             let id = p.attach(file, mode).map_err(attach_err)?;
             let link = p.take_link(id).map_err(attach_err)?;
             debug!(program, cgroup = %cgroup.path().display(), "attached");
@@ -545,7 +638,7 @@ fn attach(
         }
         aya::programs::Program::SockOps(p) => {
             let p: &mut SockOps = p;
-            p.load().map_err(load_err)?;
+            load(p.load())?;
             let id = p.attach(file, mode).map_err(attach_err)?;
             let link = p.take_link(id).map_err(attach_err)?;
             debug!(program, cgroup = %cgroup.path().display(), "attached");
@@ -553,10 +646,10 @@ fn attach(
         }
         aya::programs::Program::CgroupSkb(p) => {
             let p: &mut CgroupSkb = p;
-            p.load().map_err(load_err)?;
-            let id = p
-                .attach(file, CgroupSkbAttachType::Ingress, mode)
-                .map_err(attach_err)?;
+            // From the section name (`cgroup_skb/ingress` or `cgroup_skb/egress`).
+            let direction = (*p.expected_attach_type()).unwrap_or(CgroupSkbAttachType::Ingress);
+            load(p.load())?;
+            let id = p.attach(file, direction, mode).map_err(attach_err)?;
             let link = p.take_link(id).map_err(attach_err)?;
             debug!(program, cgroup = %cgroup.path().display(), "attached");
             fd_link(program, link)
@@ -591,8 +684,64 @@ impl Drop for Links {
     }
 }
 
-/// Detaches the links a predecessor that died left pinned in `dir`.
+/// Attaches every program to `cgroup`; the links are pinned under `pin_dir` when
+/// given, else held.
+fn attach_all(
+    ebpf: &mut Ebpf,
+    cgroup: &AttachCgroup,
+    pin_dir: Option<&Path>,
+) -> Result<Links, Error> {
+    let cgroup_file = cgroup.open()?;
+    let mut links = Links::default();
+    for program in PROGRAMS {
+        let link = attach(ebpf, program, cgroup, &cgroup_file)?;
+        match pin_dir {
+            Some(dir) => {
+                let path = dir.join(program);
+                let pinned = link.pin(&path).map_err(|e| Error::Unpin {
+                    path: path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                links.pinned.push(pinned);
+            }
+            None => links.held.push(link),
+        }
+    }
+    Ok(links)
+}
+
+/// Whether this process runs in `cgroup` or below it (cgroup v2 line of
+/// /proc/self/cgroup, resolved against every cgroup2 mount).
+fn own_cgroup_within(cgroup: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return false;
+    };
+    let mounts = crate::cgroup::cgroup2_mounts().unwrap_or_default();
+    cgroup_within(&text, &mounts, cgroup)
+}
+
+/// `proc_cgroup` is /proc/<pid>/cgroup: is its cgroup v2 path, under any of `mounts`,
+/// `cgroup` or below it?
+fn cgroup_within(proc_cgroup: &str, mounts: &[PathBuf], cgroup: &Path) -> bool {
+    let Some(own) = proc_cgroup.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return false;
+    };
+    let own = own.trim_start_matches('/');
+    mounts.iter().any(|m| m.join(own).starts_with(cgroup))
+}
+
+/// Detaches the links a predecessor that died left pinned in `dir`, and in the
+/// per-cgroup directories below it (enrolled cgroups).
 fn detach_stale_links(dir: &Path) -> Result<(), Error> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let sub = entry.path();
+            if sub.is_dir() {
+                detach_stale_links(&sub)?;
+                let _ = std::fs::remove_dir(&sub);
+            }
+        }
+    }
     for program in PROGRAMS {
         let path = dir.join(program);
         if !path.exists() {
@@ -636,6 +785,22 @@ fn check_pin_dir(dir: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cgroup_this_process_runs_in_is_recognised() {
+        let mounts = [PathBuf::from("/sys/fs/cgroup/unified")];
+        let proc_cgroup = "12:cpu:/x\n0::/system.slice/sluice.service\n";
+        let within = |c: &str| cgroup_within(proc_cgroup, &mounts, Path::new(c));
+        assert!(within("/sys/fs/cgroup/unified/system.slice/sluice.service"));
+        assert!(within("/sys/fs/cgroup/unified/system.slice"));
+        assert!(!within("/sys/fs/cgroup/unified/system.slice/web.service"));
+        assert!(!within("/sys/fs/cgroup/unified/user.slice"));
+        assert!(!cgroup_within(
+            "12:cpu:/x\n",
+            &mounts,
+            Path::new("/sys/fs/cgroup/unified/a")
+        ));
+    }
 
     #[test]
     fn port_ranges_become_the_fewest_aligned_prefixes() {

@@ -8,7 +8,7 @@
 //!
 //! - `src/bpf/maps.h` / [`maps`]: every key and value, defined once per side.
 //! - `src/bpf/*.c`: the programs (`sluice_connect4/6`, `sluice_sendmsg4/6`,
-//!   `sluice_recvmsg4/6`, `sluice_sockops`, `sluice_ingress`).
+//!   `sluice_recvmsg4/6`, `sluice_sockops`, `sluice_ingress`, `sluice_dns_egress`).
 //! - [`Datapath`]: load, attach, fill maps, read counters and events.
 
 pub mod cgroup;
@@ -20,8 +20,8 @@ mod types;
 
 pub use cgroup::AttachCgroup;
 pub use datapath::{
-    Datapath, IpCache, LoadOptions, PROGRAMS, Policy, RedirectPorts, Verdicts, Workloads,
-    port_prefixes,
+    Datapath, DnsOrigDsts, IpCache, LoadOptions, PROGRAMS, Policy, RedirectPorts, Verdicts,
+    Workloads, port_prefixes,
 };
 pub use error::Error;
 pub use events::EventReader;

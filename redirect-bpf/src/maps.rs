@@ -64,11 +64,12 @@ pub const MAP_CONFIG: &str = "SLUICE_CONFIG";
 pub const MAP_ORIG_DST: &str = "SLUICE_ORIG_DST";
 pub const MAP_ORIG_DST_BY_CLIENT: &str = "SLUICE_ORIG_DST_BY_CLIENT";
 pub const MAP_DNS_ORIG: &str = "SLUICE_DNS_ORIG";
+pub const MAP_DNS_ORIG_BY_CLIENT: &str = "SLUICE_DNS_ORIG_BY_CLIENT";
 pub const MAP_COUNTERS: &str = "SLUICE_COUNTERS";
 pub const MAP_EVENTS: &str = "SLUICE_EVENTS";
 pub const MAP_POLICY: &str = "SLUICE_POLICY";
 pub const MAP_UDP_CT: &str = "SLUICE_UDP_CT";
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 12] = [
     MAP_WORKLOADS,
     MAP_IPCACHE,
     MAP_VERDICTS,
@@ -76,6 +77,7 @@ pub const ALL_MAPS: [&str; 11] = [
     MAP_ORIG_DST,
     MAP_ORIG_DST_BY_CLIENT,
     MAP_DNS_ORIG,
+    MAP_DNS_ORIG_BY_CLIENT,
     MAP_COUNTERS,
     MAP_EVENTS,
     MAP_POLICY,

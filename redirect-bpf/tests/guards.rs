@@ -6,7 +6,10 @@
 mod common;
 
 use common::*;
-use sluice_bpf::{Datapath, Error, LoadOptions};
+use std::net::Ipv4Addr;
+
+use sluice_bpf::{CgroupId, Datapath, Error, LoadOptions, WorkloadEntry, WorkloadFlags};
+use sluice_identity::Identity;
 
 #[test]
 fn the_root_cgroup_is_refused() {
@@ -52,4 +55,51 @@ fn a_second_instance_on_the_same_cgroup_is_refused_until_the_first_is_gone() {
         "lock files are removed"
     );
     let _ = std::fs::remove_dir(&lock_dir);
+}
+
+/// A workload enrolled from a cgroup outside the datapath's own: the programs are
+/// attached there too, and its connects are redirected like any other.
+#[test]
+fn an_enrolled_cgroup_outside_the_main_one_is_steered_too() {
+    let mut node = Node::new(WorkloadFlags::NONE);
+    let mut outside = TestCgroup::new();
+    let workload = outside.child("unit");
+    let id = node.datapath.attach_cgroup(&outside.path).expect("attach");
+    assert_eq!(id, CgroupId::of_path(&outside.path).expect("id"));
+    let workload_id = CgroupId::of_path(&workload).expect("id");
+    node.datapath
+        .workloads()
+        .insert(
+            workload_id,
+            WorkloadEntry {
+                identity: Identity(3300),
+                flags: WorkloadFlags::LOOPBACK,
+                proxy_v4: Some(Ipv4Addr::LOCALHOST),
+                proxy_v6: None,
+                proxy_source_v4: None,
+                proxy_source_v6: None,
+            },
+        )
+        .expect("enroll");
+    let server = answering_listener("direct");
+    let client = spawn_python_in(&workload, &tcp_client_script(server));
+    let (stream, peer) = accept_one(&node.proxy);
+    let orig = node
+        .datapath
+        .orig_dst_by_client(peer)
+        .expect("map")
+        .expect("an original destination");
+    answer(stream, "proxied");
+    assert_eq!(stdout(&wait_with_timeout(client)), "proxied");
+    assert_eq!(orig.addr, server);
+    assert_eq!(orig.src_identity, Identity(3300));
+    assert_eq!(orig.cgroup, workload_id);
+
+    // Enrolling it twice, or a cgroup inside the main one, is refused.
+    let again = node.datapath.attach_cgroup(&outside.path).unwrap_err();
+    assert!(again.to_string().contains("enrolled already"), "{again}");
+    let inside = node.datapath.attach_cgroup(&node.client).unwrap_err();
+    assert!(inside.to_string().contains("inside"), "{inside}");
+    // Dropping the datapath (end of `node`) detaches from both; `outside` goes after.
+    drop(node);
 }

@@ -151,6 +151,11 @@ impl Loader {
                     self.config.services.push(doc);
                 }
             }
+            Kind::Secret => {
+                if let Some(doc) = self.add_resource(ctx, "Secret", true) {
+                    self.config.secrets.push(doc);
+                }
+            }
             Kind::CidrGroup => {
                 if let Some(doc) = self.add_resource(ctx, "CiliumCIDRGroup", false) {
                     self.config.cidr_groups.push(doc);

@@ -8,6 +8,7 @@ pub(super) enum Kind {
     Policy(PolicyKind),
     Namespace,
     Service,
+    Secret,
     CidrGroup,
     Workload,
     NodeConfig,
@@ -34,6 +35,7 @@ const ACCEPTED: &[(&str, &str, Kind)] = &[
     ),
     ("v1", "Namespace", Kind::Namespace),
     ("v1", "Service", Kind::Service),
+    ("v1", "Secret", Kind::Secret),
     // The CIDR group moved from v2alpha1 to v2 in Cilium 1.18; both are in use.
     ("cilium.io/v2alpha1", "CiliumCIDRGroup", Kind::CidrGroup),
     ("cilium.io/v2", "CiliumCIDRGroup", Kind::CidrGroup),

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 
 use crate::diag::{FieldPath, Issue};
-use crate::model::{EnforcementMode, NodeSettings};
+use crate::model::{DnsRejectResponse, EnforcementMode, NodeSettings};
 use crate::types::{
-    CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, ObjectMeta, Service, Workload,
+    CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, ObjectMeta, Secret, Service,
+    Workload,
 };
 use crate::validate;
 
@@ -42,6 +43,7 @@ resource! {
     NetworkPolicy => validate::network_policy,
     Namespace => validate::namespace,
     Service => validate::service,
+    Secret => validate::secret,
     CidrGroup => validate::cidr_group,
     Workload => validate::workload,
     NodeConfig => validate::node_config,
@@ -88,6 +90,19 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
             ));
         }
     };
+    let dns_reject_response = match spec.dns.as_ref().and_then(|d| d.reject_response.as_deref()) {
+        None | Some("refused") => DnsRejectResponse::Refused,
+        Some("nxdomain") => DnsRejectResponse::NxDomain,
+        Some(other) => {
+            return Err(Issue::new(
+                FieldPath::root()
+                    .key("spec")
+                    .key("dns")
+                    .key("rejectResponse"),
+                format!("invalid value {other:?}; expected one of: refused, nxdomain"),
+            ));
+        }
+    };
     let proxy = spec.proxy.clone().unwrap_or_default();
     Ok(NodeSettings {
         cluster_name: spec.cluster_name.clone().unwrap_or(defaults.cluster_name),
@@ -98,6 +113,7 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
         allow_localhost,
         proxy_port: proxy.port.unwrap_or(defaults.proxy_port),
         dns_proxy_port: proxy.dns_port.unwrap_or(defaults.dns_proxy_port),
+        dns_reject_response,
         admin_socket: proxy
             .admin_socket
             .map_or(defaults.admin_socket, PathBuf::from),

@@ -16,13 +16,14 @@ mod knp;
 mod names;
 mod ports;
 mod resources;
+mod secret;
 mod selector;
 #[cfg(test)]
 mod tests;
 
 use crate::diag::{FieldPath, Issue};
 use crate::types::{
-    CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, Service, Workload,
+    CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, Secret, Service, Workload,
 };
 
 pub(crate) fn cilium_policy(p: &CiliumPolicy) -> Vec<Issue> {
@@ -46,6 +47,12 @@ pub(crate) fn workload(w: &Workload) -> Vec<Issue> {
 pub(crate) fn node_config(n: &NodeConfig) -> Vec<Issue> {
     let mut report = Report::default();
     resources::node_config(n, &mut report);
+    report.into_issues()
+}
+
+pub(crate) fn secret(s: &Secret) -> Vec<Issue> {
+    let mut report = Report::default();
+    secret::secret(s, &mut report);
     report.into_issues()
 }
 

@@ -203,6 +203,17 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
             ),
         );
     }
+    if let Some(reject) = spec.dns.as_ref().and_then(|d| d.reject_response.as_ref())
+        && !matches!(reject.as_str(), "refused" | "nxdomain")
+    {
+        report.add(
+            &at.key("dns").key("rejectResponse"),
+            format!(
+                "unsupported rejectResponse {}: supported values: \"refused\", \"nxdomain\"",
+                go_quote(reject)
+            ),
+        );
+    }
     if let Some(proxy) = &spec.proxy {
         let p_at = at.key("proxy");
         for (key, value) in [("port", proxy.port), ("dnsPort", proxy.dns_port)] {

@@ -42,6 +42,15 @@ impl DnsPolicy for PatternPolicy {
     }
 }
 
+/// The same answer for every query.
+pub struct FixedPolicy(pub PolicyAnswer);
+
+impl DnsPolicy for FixedPolicy {
+    fn check(&self, _: &ClientInfo, _: &str, _: RecordType) -> PolicyAnswer {
+        self.0
+    }
+}
+
 /// Every client was going to `0`.
 pub struct FixedOriginalDst(pub Option<SocketAddr>);
 

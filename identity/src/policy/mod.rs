@@ -19,7 +19,7 @@ pub use resolve::{
     CompileError, CompiledPolicy, DirectionPolicy, EndpointPolicy, KernelAction, KernelPolicy,
     KernelRule, Outcome, PortLookup,
 };
-pub use table::{L7Kind, L7Policy, L7Rule, PortVerdict};
+pub use table::{L7Kind, L7Policy, L7Rule, L7RuleSet, PortVerdict};
 pub use verdict::{AuthMode, Decision, DecisionKind, DropReason, Verdict};
 
 /// Which way a connection crosses the endpoint.

@@ -217,7 +217,7 @@ fn tcp_flag_names(f: &TcpFlags) -> String {
         .join(", ")
 }
 
-fn ip_header(source: IpAddr, destination: IpAddr) -> Ip {
+pub(super) fn ip_header(source: IpAddr, destination: IpAddr) -> Ip {
     Ip {
         source: source.to_string(),
         destination: destination.to_string(),

@@ -5,14 +5,17 @@
 //! serve the proxy port on the pods' gateway address, the admin socket, and flows.
 //! SIGHUP reloads the configuration; Ctrl-C / SIGTERM removes everything created.
 
+mod dns;
 mod events;
+mod http;
 pub mod pods;
 pub mod proxy;
 mod splice;
 pub mod state;
 
+use std::collections::HashSet;
 use std::fs::{self, File};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -121,21 +124,40 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     )
     .context("loading the BPF datapath")?;
     let (mut pods, commands): (Vec<Pod>, Vec<Vec<String>>) = pods.into_iter().unzip();
+    let mut enrolled = pods
+        .iter()
+        .map(Enrolled::pod)
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the pods' cgroup ids")?;
+    let host_workloads = enroll_cgroups(&mut datapath, &snapshot)?;
+    let host_cgroups: HashSet<CgroupId> = host_workloads
+        .iter()
+        .flat_map(|e| e.cgroups.iter().copied())
+        .collect();
+    enrolled.extend(host_workloads);
     datapath.set_generation(generation)?;
-    KernelMaps::compute(&snapshot, &pods)?.write(&mut datapath, generation)?;
+    KernelMaps::compute(&snapshot, &enrolled)?.write(&mut datapath, generation)?;
+    // DNS is redirected once the DNS proxy listens (below); until then it is plain UDP
+    // and TCP, and no pod runs yet.
     datapath.set_redirect_ports(RedirectPorts {
         proxy: node.proxy_port,
-        // The DNS proxy lands with the FQDN work; until then DNS is plain UDP.
         dns_proxy: 0,
     })?;
     let events = datapath.take_event_reader();
+    let dns_original_dst = datapath.take_dns_orig_dsts();
 
-    let listener = if pods.is_empty() {
-        None
-    } else {
+    // Pods reach the proxy on their gateway; workloads in the host's netns on loopback.
+    let mut listeners = Vec::new();
+    if !pods.is_empty() {
         let addr = SocketAddr::new(IpAddr::V4(GATEWAY), node.proxy_port);
-        Some(proxy_listener(addr).with_context(|| format!("binding the proxy on {addr}"))?)
-    };
+        listeners
+            .push(proxy_listener(addr).with_context(|| format!("binding the proxy on {addr}"))?);
+    }
+    if !host_cgroups.is_empty() {
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), node.proxy_port);
+        listeners
+            .push(proxy_listener(addr).with_context(|| format!("binding the proxy on {addr}"))?);
+    }
     let ring = Arc::new(FlowRing::default());
     let shared = Arc::new(Shared {
         state: PolicyState::new(snapshot),
@@ -144,11 +166,35 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         node_name,
         print_flows: options.print_flows,
         local_pods: pods.iter().map(|p| IpAddr::V4(p.address)).collect(),
+        http: Default::default(),
+        host_cgroups,
     });
     let stop_events = Arc::new(AtomicBool::new(false));
     let events_thread =
         events.map(|r| events::spawn_reader(r, shared.clone(), stop_events.clone()));
-    let proxy_task = listener.map(|l| tokio::spawn(proxy::serve(l, shared.clone())));
+    let proxy_tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(proxy::serve(l, shared.clone())))
+        .collect();
+    let dns = match dns_original_dst.filter(|_| !pods.is_empty()) {
+        Some(original_dst) => {
+            let addr = SocketAddr::new(IpAddr::V4(GATEWAY), node.dns_proxy_port);
+            let dns = dns::DnsService::start(
+                shared.clone(),
+                original_dst,
+                addr,
+                node.dns_reject_response,
+            )
+            .await
+            .with_context(|| format!("binding the DNS proxy on {addr}"))?;
+            shared.datapath().set_redirect_ports(RedirectPorts {
+                proxy: node.proxy_port,
+                dns_proxy: dns.port(),
+            })?;
+            Some(dns)
+        }
+        None => None,
+    };
     // Enrolled, redirected and served: only now may the workloads run.
     for (pod, command) in pods.iter_mut().zip(&commands) {
         pod.start(command)?;
@@ -177,23 +223,26 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = hup.recv() => {
                 generation += 1;
-                reload(&shared, &options.config, generation, &pods);
+                reload(&shared, &options.config, generation, &enrolled);
             }
             Some(()) = changed.recv() => {
                 // Editors write in several steps: let the burst settle, then reload once.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 while changed.try_recv().is_ok() {}
                 generation += 1;
-                reload(&shared, &options.config, generation, &pods);
+                reload(&shared, &options.config, generation, &enrolled);
             }
         }
     }
     eprintln!("sluice: stopping; removing pods, cgroups and BPF programs");
     // Stop the tasks first so that the datapath (held through `shared`) is dropped,
     // and its programs detached, before the pods and cgroups go.
-    for task in proxy_task.into_iter().chain([admin_task]) {
+    for task in proxy_tasks.into_iter().chain([admin_task]) {
         task.abort();
         let _ = task.await;
+    }
+    if let Some(dns) = dns {
+        dns.stop().await;
     }
     stop_events.store(true, Ordering::Relaxed);
     if let Some(t) = events_thread {
@@ -221,7 +270,7 @@ fn proxy_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// SIGHUP: a bad configuration keeps the last good snapshot. A good one first
 /// invalidates every kernel verdict (new generation), then takes effect, so no stale
 /// BYPASS outlives the policy that made it.
-fn reload(shared: &Shared, paths: &[PathBuf], generation: u32, pods: &[Pod]) {
+fn reload(shared: &Shared, paths: &[PathBuf], generation: u32, enrolled: &[Enrolled]) {
     let snapshot = match compile(paths, generation) {
         Ok(s) => s,
         Err(e) => {
@@ -230,7 +279,7 @@ fn reload(shared: &Shared, paths: &[PathBuf], generation: u32, pods: &[Pod]) {
             return;
         }
     };
-    let kernel = match KernelMaps::compute(&snapshot, pods) {
+    let kernel = match KernelMaps::compute(&snapshot, enrolled) {
         Ok(k) => k,
         Err(e) => {
             warn!(error = %format!("{e:#}"), "reload rejected; the last good configuration stays in force");
@@ -263,19 +312,98 @@ struct KernelMaps<'a> {
     policy: Vec<PolicyEntry>,
 }
 
+/// A cgroup set enrolled as one workload: a pod's cgroup, or an existing cgroup
+/// (`spec.cgroup`) and the cgroups below it.
+struct Enrolled {
+    namespace: String,
+    name: String,
+    cgroups: Vec<CgroupId>,
+    /// In the host's network namespace (`spec.cgroup`), not a pod.
+    host_netns: bool,
+}
+
+impl Enrolled {
+    fn pod(pod: &Pod) -> Result<Self, pods::PodError> {
+        Ok(Self {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            cgroups: vec![CgroupId(pod.cgroup.id()?)],
+            host_netns: false,
+        })
+    }
+}
+
+/// Attaches the datapath to the cgroups of `spec.cgroup` workloads and lists them with
+/// the cgroups below them at this moment (sockets carry their process's own cgroup).
+fn enroll_cgroups(datapath: &mut Datapath, snapshot: &Snapshot) -> anyhow::Result<Vec<Enrolled>> {
+    let root = cgroup2_root()?;
+    let mut out = Vec::new();
+    for doc in &snapshot.config.workloads {
+        let w = &doc.resource;
+        let (None, Some(cgroup)) = (&w.spec.run, &w.spec.cgroup) else {
+            continue;
+        };
+        let namespace = w
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = w.metadata.name.clone();
+        let path = root.join(cgroup.trim_start_matches('/'));
+        if !path.is_dir() {
+            bail!(
+                "workload {namespace}/{name}: cgroup {cgroup} does not exist under {}; start it first, or remove spec.cgroup",
+                root.display()
+            );
+        }
+        let top = datapath
+            .attach_cgroup(&path)
+            .with_context(|| format!("enrolling workload {namespace}/{name} (cgroup {cgroup})"))?;
+        let mut cgroups = vec![top];
+        for sub in walkdir_cgroups(&path) {
+            cgroups.push(
+                CgroupId::of_path(&sub).with_context(|| format!("reading {}", sub.display()))?,
+            );
+        }
+        info!(workload = %format!("{namespace}/{name}"), cgroup = %cgroup, cgroups = cgroups.len(), "cgroup enrolled");
+        out.push(Enrolled {
+            namespace,
+            name,
+            cgroups,
+            host_netns: true,
+        });
+    }
+    Ok(out)
+}
+
+/// The cgroup directories below `dir`, depth first.
+fn walkdir_cgroups(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.push(p.clone());
+                out.extend(walkdir_cgroups(&p));
+            }
+        }
+    }
+    out
+}
+
 /// Entries the POLICY map holds (SLUICE_MAX_POLICY in the BPF object).
 const POLICY_CAPACITY: usize = 262_144;
 
 impl<'a> KernelMaps<'a> {
-    fn compute(snapshot: &'a Snapshot, pods: &[Pod]) -> anyhow::Result<Self> {
+    fn compute(snapshot: &'a Snapshot, enrolled: &[Enrolled]) -> anyhow::Result<Self> {
         let policy = &snapshot.policy;
         let universe = policy.universe();
         let mut workloads = Vec::new();
         let mut entries = Vec::new();
         let mut done = std::collections::HashSet::new();
-        for pod in pods {
-            let Some(ep) = universe.endpoint(&pod.namespace, &pod.name) else {
-                warn!(pod = %pod.display_name(), "pod no longer in the configuration; its traffic fails closed");
+        for e in enrolled {
+            let Some(ep) = universe.endpoint(&e.namespace, &e.name) else {
+                warn!(workload = %format!("{}/{}", e.namespace, e.name), "workload no longer in the configuration; its traffic fails closed");
                 continue;
             };
             // What never reaches the proxy: connection requests and UDP arriving from
@@ -286,10 +414,16 @@ impl<'a> KernelMaps<'a> {
                 &[Protocol::Tcp, Protocol::Udp],
             );
             let egress = policy.kernel_policy(ep.identity, Direction::Egress, &[Protocol::Udp]);
-            let mut flags = WorkloadFlags::INGRESS;
-            if ingress.default_deny {
-                flags = flags | WorkloadFlags::INGRESS_DEFAULT_DENY;
-            }
+            // A workload in the host's netns shares the host's addresses: the kernel
+            // cannot tell the proxy's connections to it from anyone else's, so its
+            // ingress is enforced by the proxy only (connections from pods).
+            let mut flags = if e.host_netns {
+                WorkloadFlags::NONE
+            } else if ingress.default_deny {
+                WorkloadFlags::INGRESS | WorkloadFlags::INGRESS_DEFAULT_DENY
+            } else {
+                WorkloadFlags::INGRESS
+            };
             if egress.default_deny {
                 flags = flags | WorkloadFlags::EGRESS_DEFAULT_DENY;
             }
@@ -297,8 +431,16 @@ impl<'a> KernelMaps<'a> {
                 push_entries(&mut entries, ep.identity, Direction::Ingress, &ingress);
                 push_entries(&mut entries, ep.identity, Direction::Egress, &egress);
             }
-            workloads.push((
-                CgroupId(pod.cgroup.id()?),
+            let entry = if e.host_netns {
+                WorkloadEntry {
+                    identity: ep.identity,
+                    flags,
+                    proxy_v4: Some(Ipv4Addr::LOCALHOST),
+                    proxy_v6: None,
+                    proxy_source_v4: None,
+                    proxy_source_v6: None,
+                }
+            } else {
                 WorkloadEntry {
                     identity: ep.identity,
                     flags,
@@ -306,8 +448,9 @@ impl<'a> KernelMaps<'a> {
                     proxy_v6: None,
                     proxy_source_v4: Some(PROXY_SOURCE),
                     proxy_source_v6: None,
-                },
-            ));
+                }
+            };
+            workloads.extend(e.cgroups.iter().map(|c| (*c, entry)));
         }
         let prefixes: usize = entries
             .iter()

@@ -36,6 +36,12 @@ pub struct Shared {
     /// Addresses of the pods this node runs: connections to them leave from
     /// [`PROXY_SOURCE`], which their ingress program trusts.
     pub local_pods: HashSet<IpAddr>,
+    /// Compiled HTTP rules and upstream pools of the HTTP engine.
+    pub http: super::http::Engine,
+    /// Cgroups of workloads in the host's network namespace (`spec.cgroup`). Their
+    /// connections always come to the proxy: a BYPASS would reach pods from the host's
+    /// address, which the pods' ingress sees as `host`, not as the workload.
+    pub host_cgroups: HashSet<sluice_bpf::CgroupId>,
 }
 
 impl Shared {
@@ -65,7 +71,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
+async fn handle(client: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let orig = { shared.datapath().orig_dst_by_client(peer) };
     let orig = match orig {
         Ok(Some(o)) => o,
@@ -129,7 +135,10 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
     record(
         shared, &snapshot, peer, dst, src_id, dst_id, direction, decision,
     );
-    write_back(shared, &snapshot, src_id, dst_id, port, &egress, &ingress);
+    let may_bypass = !shared.host_cgroups.contains(&orig.cgroup);
+    write_back(
+        shared, &snapshot, src_id, dst_id, port, &egress, &ingress, may_bypass,
+    );
     if decision.verdict == Verdict::Denied {
         reset(client);
         return;
@@ -138,6 +147,20 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
         .local_pods
         .contains(&dst.ip())
         .then_some(IpAddr::V4(PROXY_SOURCE));
+    if super::http::wants_http(&egress, &ingress) {
+        let info = super::http::ConnInfo {
+            peer,
+            destination: dst,
+            key: super::http::rules::ConnKey {
+                source: src_id,
+                destination: dst_id,
+                port,
+            },
+            bind: source,
+        };
+        super::http::serve(client, info, shared.clone(), &snapshot, &egress, &ingress).await;
+        return;
+    }
     splice(client, dst, source).await;
 }
 
@@ -196,6 +219,7 @@ fn write_back(
     port: u16,
     egress: &Decision,
     ingress: &Decision,
+    may_bypass: bool,
 ) {
     let key = VerdictKey {
         src,
@@ -219,7 +243,9 @@ fn write_back(
         (_, Verdict::Denied) => {
             Action::Deny(ingress.drop_reason.unwrap_or(DropReason::PolicyDenied))
         }
-        (Verdict::Allowed, Verdict::Allowed) if l4_only(egress) && l4_only(ingress) => {
+        (Verdict::Allowed, Verdict::Allowed)
+            if may_bypass && l4_only(egress) && l4_only(ingress) =>
+        {
             Action::Bypass
         }
         _ => return,

@@ -90,6 +90,16 @@ struct {
 	__type(value, struct sluice_orig_dst);
 } SLUICE_DNS_ORIG SEC(".maps");
 
+/* Read, never deleted, by the DNS proxy: once per query, and a socket sends many. LRU
+ * ages out the entries of closed sockets; each datagram (UDP) or new connection (TCP)
+ * rewrites its client's entry, so a reused address and port never sees a stale one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_ORIG_DST);
+	__type(key, struct sluice_client_key);
+	__type(value, struct sluice_orig_dst);
+} SLUICE_DNS_ORIG_BY_CLIENT SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SLUICE_CTR_MAX);

@@ -2,9 +2,9 @@
 /*
  * Egress steering at connect() (TCP and connected UDP) and sendmsg() (unconnected
  * UDP): DENY fails the call with EPERM, BYPASS leaves the socket alone, anything else
- * goes to the proxy (TCP) or the DNS proxy (UDP to port 53). Other UDP is decided here
- * from the precomputed POLICY map and the workload's default (the proxy relays TCP
- * only); its replies pass through UDP_CT.
+ * goes to the proxy (TCP) or the DNS proxy (UDP and TCP to port 53, when the DNS proxy
+ * has a port). Other UDP is decided here from the precomputed POLICY map and the
+ * workload's default (the proxy relays TCP only); its replies pass through UDP_CT.
  */
 #include "sock_addr.h"
 
@@ -119,7 +119,8 @@ static __always_inline int sluice_egress(struct bpf_sock_addr *ctx, int v6, __u8
 		return 1;
 	}
 
-	int dns = proto == SLUICE_PROTO_UDP && dst.port == 53 && cfg->dns_proxy_port != 0;
+	/* DNS over either transport: the DNS proxy decides L3/L4 and rules.dns alike. */
+	int dns = dst.port == 53 && cfg->dns_proxy_port != 0;
 	if (proto == SLUICE_PROTO_UDP && !dns)
 		return sluice_udp_egress(cfg, wl, &ev, &dst);
 
@@ -144,7 +145,9 @@ static __always_inline int sluice_egress(struct bpf_sock_addr *ctx, int v6, __u8
 	sluice_write_user_addr(ctx, v6, &proxy);
 
 	if (dns) {
-		/* Per datagram: counted, not reported (the DNS proxy reports the query). */
+		/* Per datagram or connection: counted, not reported (the DNS proxy reports
+		 * each query). SLUICE_DNS_ORIG_BY_CLIENT is filled once the source port
+		 * exists: by dns_egress.c (UDP) or sockops.c (TCP). */
 		sluice_count(SLUICE_CTR_DNS_REDIRECTED);
 		return 1;
 	}

@@ -10,96 +10,13 @@
  * flow: a datagram of a flow the receiving socket already exchanged (UDP_CT, written
  * by the egress hooks too) passes, a new one is decided and remembered. Packets from
  * the proxy's source address (not the redirect address, which host processes use
- * too) always pass. The exact VERDICTS entry (written back by the proxy) wins over
- * the precomputed POLICY map.
+ * too) always pass; a UDP datagram from there (the DNS proxy forwarding a query to a
+ * resolver pod) is remembered in UDP_CT so that the reply passes the sender's egress.
+ * A DNS proxy answer (the redirect address and the DNS proxy port, to a socket whose
+ * DNS was redirected) passes too. The exact VERDICTS entry (written back by the proxy)
+ * wins over the precomputed POLICY map.
  */
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/tcp.h>
-#include <linux/udp.h>
-
-#include "sock_addr.h"
-
-#define SLUICE_TCP_FLAG_SYN 0x02
-#define SLUICE_TCP_FLAG_ACK 0x10
-#define SLUICE_IPV6_MAX_EXT_HEADERS 4
-
-struct sluice_packet {
-	__u8 src[16];
-	__u8 dst[16];
-	__u16 sport;     /* host order */
-	__u16 dport;     /* host order */
-	__u8 family;
-	__u8 proto;
-	__u8 tcp_flags;
-};
-
-/* Fills `pkt` from the headers; returns 0 when the packet is not TCP/UDP over IP or
- * too short, and the caller lets it pass (the stack drops malformed packets itself). */
-static __always_inline int sluice_parse(struct __sk_buff *skb, struct sluice_packet *pkt)
-{
-	__u32 l4_off;
-	__u8 proto;
-
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
-			return 0;
-		if (ip.ihl < 5)
-			return 0;
-		pkt->family = SLUICE_AF_INET;
-		__builtin_memcpy(pkt->src, &ip.saddr, 4);
-		__builtin_memcpy(pkt->dst, &ip.daddr, 4);
-		proto = ip.protocol;
-		l4_off = ip.ihl * 4;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
-			return 0;
-		pkt->family = SLUICE_AF_INET6;
-		__builtin_memcpy(pkt->src, &ip6.saddr, 16);
-		__builtin_memcpy(pkt->dst, &ip6.daddr, 16);
-		proto = ip6.nexthdr;
-		l4_off = sizeof(ip6);
-		/* Skip the extension headers that may precede TCP/UDP (bounded for the
-		 * verifier). */
-#pragma unroll
-		for (int i = 0; i < SLUICE_IPV6_MAX_EXT_HEADERS; i++) {
-			if (proto != IPPROTO_HOPOPTS && proto != IPPROTO_ROUTING &&
-			    proto != IPPROTO_DSTOPTS)
-				break;
-			__u8 ext[2];
-			if (bpf_skb_load_bytes(skb, l4_off, ext, sizeof(ext)) < 0)
-				return 0;
-			proto = ext[0];
-			l4_off += (ext[1] + 1) * 8;
-		}
-	} else {
-		return 0;
-	}
-
-	if (proto == IPPROTO_TCP) {
-		__u8 tcp[14];
-		if (bpf_skb_load_bytes(skb, l4_off, tcp, sizeof(tcp)) < 0)
-			return 0;
-		pkt->proto = SLUICE_PROTO_TCP;
-		pkt->sport = ((__u16)tcp[0] << 8) | tcp[1];
-		pkt->dport = ((__u16)tcp[2] << 8) | tcp[3];
-		pkt->tcp_flags = tcp[13];
-		return 1;
-	}
-	if (proto == IPPROTO_UDP) {
-		struct udphdr udp;
-		if (bpf_skb_load_bytes(skb, l4_off, &udp, sizeof(udp)) < 0)
-			return 0;
-		pkt->proto = SLUICE_PROTO_UDP;
-		pkt->sport = bpf_ntohs(udp.source);
-		pkt->dport = bpf_ntohs(udp.dest);
-		return 1;
-	}
-	return 0;
-}
+#include "packet.h"
 
 /* Reports a drop (or, in audit mode, a would-be drop) and returns the program's answer. */
 static __always_inline int sluice_ingress_drop(struct __sk_buff *skb, const struct sluice_config *cfg,
@@ -128,6 +45,21 @@ static __always_inline int sluice_ingress_drop(struct __sk_buff *skb, const stru
 	return audit;
 }
 
+/* A datagram the DNS proxy sent: from the workload's redirect address and the DNS
+ * proxy's port (only the DNS proxy holds that port there), to a socket whose DNS was
+ * redirected. */
+static __always_inline int sluice_from_dns_proxy(const struct sluice_config *cfg,
+						 const struct sluice_workload *wl, __u64 cookie,
+						 const struct sluice_packet *pkt)
+{
+	if (cfg->dns_proxy_port == 0 || pkt->sport != cfg->dns_proxy_port)
+		return 0;
+	__u8 proxy[16];
+	if (!sluice_proxy_addr(wl, pkt->family, proxy) || !sluice_addr_eq(proxy, pkt->src))
+		return 0;
+	return bpf_map_lookup_elem(&SLUICE_DNS_ORIG, &cookie) != 0;
+}
+
 SEC("cgroup_skb/ingress")
 int sluice_ingress(struct __sk_buff *skb)
 {
@@ -143,13 +75,20 @@ int sluice_ingress(struct __sk_buff *skb)
 	    (pkt.tcp_flags & (SLUICE_TCP_FLAG_SYN | SLUICE_TCP_FLAG_ACK)) != SLUICE_TCP_FLAG_SYN)
 		return 1; /* not a connection request */
 
-	if (sluice_from_proxy(wl, pkt.family, pkt.src))
-		return 1; /* the proxy enforced this already */
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	if (sluice_from_proxy(wl, pkt.family, pkt.src)) {
+		/* The proxy enforced this already. Its UDP (DNS forwarded to a resolver pod)
+		 * needs a reply that the resolver's egress must let out: remember the flow. */
+		if (pkt.proto == SLUICE_PROTO_UDP)
+			sluice_udp_ct_allow(cookie, pkt.family, pkt.src, pkt.sport);
+		return 1;
+	}
 
 	struct sluice_config *cfg = sluice_config();
 	if (!cfg)
 		return 1;
-	__u64 cookie = bpf_get_socket_cookie(skb);
+	if (pkt.proto == SLUICE_PROTO_UDP && sluice_from_dns_proxy(cfg, wl, cookie, &pkt))
+		return 1; /* the answer to a query the DNS proxy decided */
 	if (pkt.proto == SLUICE_PROTO_UDP &&
 	    sluice_udp_ct_seen(cookie, pkt.family, pkt.src, pkt.sport)) {
 		sluice_count(SLUICE_CTR_UDP_CT_HIT);

@@ -150,7 +150,15 @@ struct sluice_udp_ct_key {
 
 /* ---- SLUICE_ORIG_DST: LRU hash, socket cookie (u64) -> struct sluice_orig_dst ----
  * ---- SLUICE_ORIG_DST_BY_CLIENT: LRU hash, struct sluice_client_key -> same ------
- * ---- SLUICE_DNS_ORIG: LRU hash, socket cookie (u64) -> same (original resolver) -- */
+ * ---- SLUICE_DNS_ORIG: LRU hash, socket cookie (u64) -> same (original resolver) --
+ * ---- SLUICE_DNS_ORIG_BY_CLIENT: LRU hash, struct sluice_client_key -> same ------
+ *
+ * DNS (port 53, UDP and TCP) redirected to the DNS proxy is recorded in SLUICE_DNS_ORIG
+ * by socket cookie at connect/sendmsg. The DNS proxy only sees the client's address,
+ * so the original resolver is copied to SLUICE_DNS_ORIG_BY_CLIENT under the client's
+ * (address, port, protocol): for UDP by cgroup_skb/egress from each datagram's own
+ * headers (connect runs before a UDP socket has its port, and sendmsg does not run for
+ * connected sockets), for TCP by sockops when the connection is established. */
 
 struct sluice_orig_dst {
 	__u64 cgroup_id;      /* the client's cgroup */

@@ -9,5 +9,6 @@
 #include "dns_reply.c"
 #include "sockops.c"
 #include "ingress.c"
+#include "dns_egress.c"
 
 char _license[] SEC("license") = "GPL";

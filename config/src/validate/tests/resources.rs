@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::types::{
-    CidrGroup, CidrGroupSpec, Namespace, NodeConfig, NodeConfigSpec, ProxyPorts, RunSpec, Service,
-    ServicePort, ServiceSpec, Workload, WorkloadPort, WorkloadSpec,
+    CidrGroup, CidrGroupSpec, DnsSettings, Namespace, NodeConfig, NodeConfigSpec, ProxyPorts,
+    RunSpec, Service, ServicePort, ServiceSpec, Workload, WorkloadPort, WorkloadSpec,
 };
 use crate::validate::{cidr_group, namespace, node_config, service, workload};
 
@@ -197,6 +197,9 @@ fn node_configs() {
                 }),
                 node_labels: Some(labels(&[("node-role.kubernetes.io/worker", "")])),
                 allow_localhost: Some("policy".into()),
+                dns: Some(DnsSettings {
+                    reject_response: Some("nxdomain".into()),
+                }),
             }),
             &[],
         ),

@@ -1,0 +1,232 @@
+//! The DNS proxy's flows: every query's [`DnsEvent`] becomes Hubble L7 DNS records, and
+//! an L3/L4 drop (reported at decision time, when the decision is at hand) the policy
+//! verdict and drop records the L4 proxy writes for a connection.
+//!
+//! Events reach [`record_event`] through a bounded channel, on a task of their own: the
+//! query's task hands its event over and is done (`EventSink` for `mpsc::Sender`), and a
+//! burst the task cannot keep up with loses flows, not queries.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use sluice_dns::{DnsEvent, Reason, Transport, Verdict as DnsVerdict};
+use sluice_identity::policy::Decision;
+use sluice_identity::{Direction, Identity, Protocol};
+use tokio::sync::mpsc;
+
+use super::policy::{client_identity, resolver_identity};
+use crate::flow::{
+    DnsAnswerInfo, DnsQueryEvent, Flow, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp,
+};
+use crate::node::proxy::{Shared, endpoint_of, push};
+use crate::node::state::Snapshot;
+
+/// Events queued for flows; past this the DNS proxy drops events (and says so at debug).
+pub const EVENT_QUEUE: usize = 4096;
+
+/// Turns queued events into flows until every sender is gone.
+pub async fn run(mut events: mpsc::Receiver<DnsEvent>, shared: Arc<Shared>, listen: SocketAddr) {
+    while let Some(event) = events.recv().await {
+        record_event(&shared, &event, listen);
+    }
+}
+
+/// The flow verdict of a query's L7 records, and whether a response record follows.
+/// `None`: the query has L3/L4 records instead (or none).
+fn l7_verdict(event: &DnsEvent) -> Option<(FlowVerdict, bool)> {
+    Some(match (&event.verdict, &event.reason) {
+        // Reported as an L3/L4 drop when policy decided it.
+        (_, Reason::PolicyDropped) => return None,
+        (DnsVerdict::Forwarded, Reason::PolicyAudit) => (FlowVerdict::Audit, true),
+        (DnsVerdict::Forwarded, _) => (FlowVerdict::Forwarded, true),
+        // Cilium reports a refused query as a DROPPED request, without a response.
+        (DnsVerdict::Refused, _) => (FlowVerdict::Dropped, false),
+        // The proxy could not serve it: the upstream or the answer hook failed.
+        (
+            DnsVerdict::Dropped,
+            Reason::UpstreamTimeout
+            | Reason::Upstream(_)
+            | Reason::BadAnswer(_)
+            | Reason::HookTimeout
+            | Reason::HookFailed(_),
+        ) => (FlowVerdict::Error, false),
+        // Unreadable, nowhere to go, or over the in-flight limit: dropped.
+        (DnsVerdict::Dropped, _) => (FlowVerdict::Dropped, false),
+    })
+}
+
+/// Records the L7 flows of one query.
+pub fn record_event(shared: &Shared, event: &DnsEvent, listen: SocketAddr) {
+    let Some((verdict, respond)) = l7_verdict(event) else {
+        return;
+    };
+    let snapshot = shared.state.load();
+    let universe = snapshot.policy.universe();
+    // A query with no original destination was, as far as anyone knows, sent to us.
+    let server = event.server.unwrap_or(listen);
+    let client_id = client_identity(universe, event.peer.ip());
+    let server_id = resolver_identity(universe, server.ip()).unwrap_or(Identity::HOST);
+    let query = DnsQueryEvent {
+        node_name: &shared.node_name,
+        source: endpoint_of(universe, client_id, event.peer.ip()),
+        destination: endpoint_of(universe, server_id, server.ip()),
+        source_addr: event.peer,
+        destination_addr: server,
+        transport: protocol(event.transport),
+        query: event.qname.as_deref().unwrap_or_default(),
+        qtype: event.qtype.map(u16::from),
+        proxy_port: Some(listen.port()),
+    };
+    let time = Timestamp::from(event.time);
+    push(shared, Flow::dns_request(&query, time, verdict));
+    if respond {
+        let answer = DnsAnswerInfo {
+            rcode: event.rcode.map_or(0, u16::from),
+            ips: event.ips.iter().map(|ip| ip.addr).collect(),
+            ttl: event.ips.iter().map(|ip| ip.ttl).min().unwrap_or(0),
+            cnames: event.cnames.clone(),
+        };
+        let time = Timestamp::from(event.time + event.latency);
+        push(
+            shared,
+            Flow::dns_response(&query, time, verdict, event.latency, &answer),
+        );
+    }
+}
+
+pub fn protocol(transport: Transport) -> Protocol {
+    match transport {
+        Transport::Udp => Protocol::Udp,
+        Transport::Tcp => Protocol::Tcp,
+    }
+}
+
+/// A query that L3/L4 policy dropped, or would have and audit mode let through: the
+/// policy-verdict record, and the drop record beside a drop, as for a connection.
+#[allow(clippy::too_many_arguments)]
+pub fn record_l4(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    client: SocketAddr,
+    server: SocketAddr,
+    transport: Transport,
+    (client_id, server_id): (Identity, Identity),
+    direction: Direction,
+    decision: &Decision,
+    proxy_port: u16,
+) {
+    let universe = snapshot.policy.universe();
+    let endpoint = |id: Identity, ip: IpAddr| endpoint_of(universe, id, ip);
+    let (verdict, drop_reason) = FlowVerdict::from_decision(decision, false);
+    let ev = L4Event {
+        time: Timestamp::now(),
+        node_name: &shared.node_name,
+        source: endpoint(client_id, client.ip()),
+        destination: endpoint(server_id, server.ip()),
+        source_ip: client.ip(),
+        destination_ip: server.ip(),
+        l4: Layer4::connection(protocol(transport), client.port(), server.port()),
+        direction,
+        verdict,
+        drop_reason,
+        match_type: if decision.allowed_by.is_empty() {
+            PolicyMatchType::None
+        } else {
+            PolicyMatchType::L3L4
+        },
+        allowed_by: &decision.allowed_by,
+        denied_by: &decision.denied_by,
+        policy_revision: u64::from(snapshot.generation),
+        auth: decision.authentication,
+        proxy_port: Some(proxy_port),
+        socket_cookie: None,
+        cgroup_id: None,
+    };
+    push(shared, Flow::policy_verdict(&ev));
+    if let Some(drop) = Flow::drop_event(&ev) {
+        push(shared, drop);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use sluice_dns::wire::QueryError;
+
+    use super::*;
+
+    fn event(verdict: DnsVerdict, reason: Reason) -> DnsEvent {
+        DnsEvent {
+            time: SystemTime::UNIX_EPOCH,
+            latency: Duration::ZERO,
+            peer: ([10, 1, 0, 1], 40000).into(),
+            transport: Transport::Udp,
+            server: Some(([10, 1, 0, 53], 53).into()),
+            upstream: None,
+            id: Some(1),
+            qname: Some("a.test.".into()),
+            qtype: None,
+            rcode: None,
+            truncated: false,
+            ips: Vec::new(),
+            cnames: Vec::new(),
+            verdict,
+            reason,
+        }
+    }
+
+    /// What each outcome of a query becomes (spec §7: an L7 denial is a DROPPED L7
+    /// record, not a packet drop; Cilium's proxy reports upstream failures as ERROR).
+    /// An outcome and its flows: the verdict, and whether a response record follows.
+    type Case = (DnsVerdict, Reason, Option<(FlowVerdict, bool)>);
+
+    #[test]
+    fn every_outcome_has_its_flow_verdict() {
+        let cases: &[Case] = &[
+            (
+                DnsVerdict::Forwarded,
+                Reason::Allowed,
+                Some((FlowVerdict::Forwarded, true)),
+            ),
+            (
+                DnsVerdict::Forwarded,
+                Reason::PolicyAudit,
+                Some((FlowVerdict::Audit, true)),
+            ),
+            (
+                DnsVerdict::Refused,
+                Reason::PolicyDenied,
+                Some((FlowVerdict::Dropped, false)),
+            ),
+            (DnsVerdict::Dropped, Reason::PolicyDropped, None),
+            (
+                DnsVerdict::Dropped,
+                Reason::UpstreamTimeout,
+                Some((FlowVerdict::Error, false)),
+            ),
+            (
+                DnsVerdict::Dropped,
+                Reason::HookTimeout,
+                Some((FlowVerdict::Error, false)),
+            ),
+            (
+                DnsVerdict::Dropped,
+                Reason::NoOriginalDst,
+                Some((FlowVerdict::Dropped, false)),
+            ),
+            (
+                DnsVerdict::Dropped,
+                Reason::InvalidQuery(QueryError::TooShort { len: 3 }),
+                Some((FlowVerdict::Dropped, false)),
+            ),
+        ];
+        for (verdict, reason, want) in cases {
+            assert_eq!(
+                l7_verdict(&event(*verdict, reason.clone())),
+                *want,
+                "{verdict:?} {reason:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The DNS proxy inside the node: the kernel redirects every pod's DNS (UDP and TCP to
+//! port 53) to it on the pods' gateway address, and it enforces L3/L4 policy and
+//! `rules.dns` per query before forwarding to the resolver the pod asked.
+//!
+//! sluice-dns does the protocol; this module plugs the node into it:
+//!
+//! - [`KernelOriginalDst`]: where a query was going, from the kernel's
+//!   `DNS_ORIG_BY_CLIENT` map (keyed by the client's address and port);
+//! - [`NodeDnsPolicy`]: the decision ([`policy`]) on the current policy snapshot, and the
+//!   L3/L4 flows of queries policy drops;
+//! - [`flows`]: every query's event as Hubble DNS flows;
+//! - [`NoFqdnLearning`]: what an answer teaches the node. Nothing yet: `toFQDNs` (answers
+//!   installing the learned addresses before the client sees them) is the next step, and
+//!   until it lands no policy can select addresses by name.
+
+pub mod flows;
+pub mod policy;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use sluice_bpf::DnsOrigDsts;
+use sluice_config::DnsRejectResponse;
+use sluice_dns::{
+    AnswerHook, BindError, ClientInfo, DnsPolicy, DnsProxy, Handlers, HookError, OriginalDst,
+    PolicyAnswer, ProxyConfig, RecordType, RejectResponse, ResolvedAnswer, Transport,
+};
+use sluice_identity::Direction;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use self::policy::{QueryKey, QueryVerdict, RuleCache, client_identity, resolver_identity};
+use super::pods::PROXY_SOURCE;
+use super::proxy::Shared;
+
+/// The running DNS proxy and its flow writer.
+pub struct DnsService {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    serve: JoinHandle<()>,
+    flows: JoinHandle<()>,
+}
+
+impl DnsService {
+    /// Binds the DNS proxy on `listen` (UDP and TCP) and serves it. Queries to a local
+    /// pod leave from [`PROXY_SOURCE`], the address pods' ingress trusts as the proxy's.
+    pub async fn start(
+        shared: Arc<Shared>,
+        original_dst: DnsOrigDsts,
+        listen: SocketAddr,
+        reject: DnsRejectResponse,
+    ) -> Result<Self, BindError> {
+        let mut config = ProxyConfig::new(listen);
+        config.reject_response = match reject {
+            DnsRejectResponse::Refused => RejectResponse::Refused,
+            DnsRejectResponse::NxDomain => RejectResponse::NameError,
+        };
+        config.upstream_sources = shared
+            .local_pods
+            .iter()
+            .map(|pod| (*pod, IpAddr::V4(PROXY_SOURCE)))
+            .collect::<BTreeMap<_, _>>();
+        let (events, queued) = mpsc::channel(flows::EVENT_QUEUE);
+        let handlers = Handlers {
+            policy: Arc::new(NodeDnsPolicy {
+                shared: Arc::clone(&shared),
+                cache: RuleCache::default(),
+                proxy_port: listen.port(),
+            }),
+            original_dst: Arc::new(KernelOriginalDst(original_dst)),
+            answer_hook: Arc::new(NoFqdnLearning),
+            events: Arc::new(events),
+        };
+        let proxy = DnsProxy::bind(config, handlers).await?;
+        let addr = proxy.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serve = tokio::spawn(proxy.serve(async move {
+            let _ = stopped.await;
+        }));
+        let flows = tokio::spawn(flows::run(queued, shared, addr));
+        info!(%addr, "DNS proxy serving");
+        Ok(Self {
+            addr,
+            stop,
+            serve,
+            flows,
+        })
+    }
+
+    /// The port pods' DNS is redirected to.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Stops accepting queries. Queries in flight are abandoned with the runtime; their
+    /// clients retry against whatever serves the port next (or fail closed).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serve.await;
+        self.flows.abort();
+        let _ = self.flows.await;
+    }
+}
+
+/// Original destinations from the kernel (see `sluice_bpf::DnsOrigDsts`).
+pub struct KernelOriginalDst(DnsOrigDsts);
+
+impl OriginalDst for KernelOriginalDst {
+    fn original_dst(&self, client: SocketAddr, transport: Transport) -> Option<SocketAddr> {
+        match self.0.get(client, flows::protocol(transport)) {
+            Ok(found) => found.map(|o| o.addr),
+            Err(error) => {
+                warn!(%client, %transport, %error, "reading a DNS query's original destination failed; refusing it");
+                None
+            }
+        }
+    }
+}
+
+/// The node's answer hook until `toFQDNs` lands: an answer installs nothing, so it is
+/// released at once. Learned addresses stay unknown to policy (connections to them are
+/// decided as `world` or by CIDR, never by name).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFqdnLearning;
+
+impl AnswerHook for NoFqdnLearning {
+    async fn on_answer(
+        &self,
+        client: &ClientInfo,
+        answer: &ResolvedAnswer,
+    ) -> Result<(), HookError> {
+        debug!(peer = %client.peer, qname = %answer.qname, ips = answer.ips.len(), "DNS answer (not learned: toFQDNs has not landed)");
+        Ok(())
+    }
+}
+
+/// Policy for the DNS proxy, on the node's current snapshot.
+pub struct NodeDnsPolicy {
+    shared: Arc<Shared>,
+    cache: RuleCache,
+    proxy_port: u16,
+}
+
+impl DnsPolicy for NodeDnsPolicy {
+    fn check(&self, client: &ClientInfo, qname: &str, _: RecordType) -> PolicyAnswer {
+        let snapshot = self.shared.state.load();
+        let policy = &snapshot.policy;
+        let universe = policy.universe();
+        let client_id = client_identity(universe, client.peer.ip());
+        let proto = flows::protocol(client.transport);
+        let Some(resolver) = resolver_identity(universe, client.server.ip()) else {
+            warn!(peer = %client.peer, server = %client.server, "DNS query to a loopback resolver; dropped");
+            return PolicyAnswer::Drop;
+        };
+        let key = QueryKey {
+            client: client_id,
+            resolver,
+            proto,
+            port: client.server.port(),
+        };
+        let verdict = policy::decide(policy, snapshot.generation, &self.cache, key, qname);
+        // Reasons and policy names are only looked up for what gets an L3/L4 flow.
+        let l4 = match verdict {
+            QueryVerdict::Drop { direction }
+            | QueryVerdict::Audit {
+                l4: Some(direction),
+            } => Some(direction),
+            _ => None,
+        };
+        if let Some(direction) = l4 {
+            let (endpoint, peer) = match direction {
+                Direction::Egress => (client_id, resolver),
+                Direction::Ingress => (resolver, client_id),
+            };
+            let decision = policy::decision_with_authentication(
+                policy.decide(endpoint, direction, peer, proto, key.port),
+                policy.audit_mode(),
+            );
+            flows::record_l4(
+                &self.shared,
+                &snapshot,
+                client.peer,
+                client.server,
+                client.transport,
+                (client_id, resolver),
+                direction,
+                &decision,
+                self.proxy_port,
+            );
+        }
+        debug!(peer = %client.peer, server = %client.server, qname, ?verdict, "DNS query decided");
+        match verdict {
+            QueryVerdict::Forward => PolicyAnswer::Allow,
+            QueryVerdict::Refuse => PolicyAnswer::Deny,
+            QueryVerdict::Drop { .. } => PolicyAnswer::Drop,
+            QueryVerdict::Audit { .. } => PolicyAnswer::Audit,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The node's HTTP engine: redirected connections whose policy has `rules.http` on either
+//! side are served here instead of being spliced.
+//!
+//! ```text
+//! accepted TCP ─▶ hyper server (HTTP/1.1 keep-alive, or h2 prior knowledge: auto)
+//!                  └▶ Enforce   normalise · decide (egress ∧ ingress) · flow · 403/4xx
+//!                      └▶ Forward   pooled client per (source, destination, version)
+//!                                   · streamed bodies · upgrades spliced
+//! ```
+//!
+//! Per request, the decision reads the *current* policy snapshot: a reload applies to the
+//! next request of a live connection, not only to new connections. The compiled rules
+//! of a connection are kept with it and recomputed only when the generation changed.
+//!
+//! Time limits against slow clients (slowloris): an HTTP/1 request head must arrive
+//! within [`HEADER_READ_TIMEOUT`] of the proxy starting to wait for it — which also closes
+//! a keep-alive connection idle that long between requests; HTTP/2 connections are
+//! pinged every [`H2_KEEPALIVE_INTERVAL`] and closed when a ping goes unanswered for
+//! [`H2_KEEPALIVE_TIMEOUT`]. A slow body is not limited here: it holds one stream and
+//! flows as fast as the upstream takes it, as a spliced connection would.
+
+mod enforce;
+mod forward;
+mod record;
+mod respond;
+pub mod rules;
+mod secrets;
+mod upstream;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use sluice_identity::policy::Decision;
+use tokio::net::TcpStream;
+use tower::ServiceBuilder;
+use tracing::debug;
+
+use self::enforce::EnforceLayer;
+use self::forward::Forward;
+use self::rules::{ConnKey, Enforcement, RuleCache};
+use self::upstream::Upstreams;
+use super::proxy::Shared;
+use super::state::Snapshot;
+
+pub use self::rules::wants_http;
+
+/// See the module documentation. Long enough for any real client on a slow link, short
+/// enough that a connection trickling its head holds a slot for seconds, not minutes.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Header fields per HTTP/1 request the parser accepts; normalisation enforces its own
+/// (equal) limit for both versions.
+const MAX_HEADERS: usize = 100;
+/// Streams one client may have open at once on one HTTP/2 connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Largest HTTP/2 header list (decoded), as normalisation's header-bytes limit.
+const H2_MAX_HEADER_LIST: u32 = 64 << 10;
+
+/// Response bodies: the upstream's, streamed, or one the proxy wrote.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+fn full(body: Full<Bytes>) -> ProxyBody {
+    Either::Right(body)
+}
+
+/// What the HTTP engine keeps across connections.
+#[derive(Debug, Default)]
+pub struct Engine {
+    rules: RuleCache,
+    upstreams: Upstreams,
+}
+
+/// A redirected connection handed to the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Its original destination.
+    pub destination: SocketAddr,
+    pub key: ConnKey,
+    /// The address to connect upstream from (see `node/proxy.rs`).
+    pub bind: Option<IpAddr>,
+}
+
+/// One connection's state, shared by its requests.
+pub struct ConnState {
+    shared: Arc<Shared>,
+    info: ConnInfo,
+    enforcement: ArcSwap<Enforcement>,
+}
+
+impl ConnState {
+    /// The rules for the current snapshot: the connection's own, recomputed once after a
+    /// reload.
+    fn enforcement(&self, snapshot: &Snapshot) -> Arc<Enforcement> {
+        let current = self.enforcement.load_full();
+        if current.generation == snapshot.generation {
+            return current;
+        }
+        let fresh = Arc::new(Enforcement::decide(
+            snapshot,
+            &self.shared.http.rules,
+            self.info.key,
+        ));
+        self.enforcement.store(fresh.clone());
+        fresh
+    }
+}
+
+/// Serves one connection until the client or a timeout ends it. `egress` and `ingress`
+/// are the connection's decisions (already allowed at L3/L4) from `snapshot`.
+pub async fn serve(
+    client: TcpStream,
+    info: ConnInfo,
+    shared: Arc<Shared>,
+    snapshot: &Snapshot,
+    egress: &Decision,
+    ingress: &Decision,
+) {
+    let enforcement = Enforcement::from_decisions(snapshot, &shared.http.rules, egress, ingress);
+    let conn = Arc::new(ConnState {
+        shared,
+        info,
+        enforcement: ArcSwap::from_pointee(enforcement),
+    });
+    let _ = client.set_nodelay(true);
+    let service = ServiceBuilder::new()
+        .layer(EnforceLayer::new(conn.clone()))
+        .service(Forward::new(conn));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
+    let io = TokioIo::new(client);
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
+        .await
+    {
+        debug!(peer = %info.peer, destination = %info.destination, error = %e, "HTTP connection ended with an error");
+    }
+}

@@ -1,0 +1,157 @@
+//! Hubble L7 flows of the HTTP engine: one REQUEST record when a request is decided
+//! (FORWARDED or DROPPED) and one RESPONSE record when its answer starts (the upstream's
+//! status, or the proxy's own 403 / 4xx / 503), linked by the same request line and
+//! carrying the latency between the two (spec §15).
+//!
+//! Request headers are recorded, as Hubble does, except the values of credentials
+//! (`authorization`, `cookie` …) and of headers that a `headerMatches` secret covers,
+//! which show as `[redacted]`: flows are read by more people than secrets are.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method, Version};
+use sluice_identity::{Direction, Identity, PolicyRef};
+use sluice_l7::http::REDACTED;
+
+use super::super::proxy::{Shared, endpoint_of, push};
+use super::super::state::Snapshot;
+use crate::flow::{Flow, FlowVerdict, HttpEvent, HttpHeader, HttpVersion, Policy, Timestamp};
+
+/// Headers whose values are credentials.
+const SENSITIVE: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// What the flows of one request say; built once, used for both records.
+pub struct RequestRecord {
+    pub source: Identity,
+    pub destination: Identity,
+    pub source_addr: SocketAddr,
+    pub destination_addr: SocketAddr,
+    pub direction: Direction,
+    pub method: Method,
+    pub url: String,
+    pub version: Version,
+    pub allowed_by: Vec<(Direction, Arc<PolicyRef>)>,
+}
+
+impl RequestRecord {
+    fn event<'a>(&'a self, shared: &'a Shared, snapshot: &Snapshot) -> HttpEvent<'a> {
+        let universe = snapshot.policy.universe();
+        HttpEvent {
+            node_name: &shared.node_name,
+            source: endpoint_of(universe, self.source, self.source_addr.ip()),
+            destination: endpoint_of(universe, self.destination, self.destination_addr.ip()),
+            source_addr: self.source_addr,
+            destination_addr: self.destination_addr,
+            direction: self.direction,
+            method: self.method.as_str(),
+            url: &self.url,
+            version: version(self.version),
+            proxy_port: Some(snapshot.config.node.proxy_port),
+        }
+    }
+
+    fn with_policies(&self, mut flow: Flow, revision: u32) -> Flow {
+        for (direction, policy) in &self.allowed_by {
+            let p = Policy {
+                revision: u64::from(revision),
+                ..Policy::from(policy.as_ref())
+            };
+            let list = match direction {
+                Direction::Egress => &mut flow.egress_allowed_by,
+                Direction::Ingress => &mut flow.ingress_allowed_by,
+            };
+            if !list.contains(&p) {
+                list.push(p);
+            }
+        }
+        flow
+    }
+
+    /// The REQUEST record.
+    pub fn request(
+        &self,
+        shared: &Shared,
+        snapshot: &Snapshot,
+        forwarded: bool,
+        headers: &HeaderMap,
+        redact: &[&str],
+    ) {
+        let verdict = if forwarded {
+            FlowVerdict::Forwarded
+        } else {
+            FlowVerdict::Dropped
+        };
+        let flow = Flow::http_request(
+            &self.event(shared, snapshot),
+            Timestamp::now(),
+            verdict,
+            flow_headers(headers, redact),
+        );
+        push(shared, self.with_policies(flow, snapshot.generation));
+    }
+
+    /// The RESPONSE record.
+    pub fn response(&self, shared: &Shared, snapshot: &Snapshot, status: u16, latency: Duration) {
+        let flow = Flow::http_response(
+            &self.event(shared, snapshot),
+            Timestamp::now(),
+            status,
+            latency,
+            Vec::new(),
+        );
+        push(shared, self.with_policies(flow, snapshot.generation));
+    }
+}
+
+fn version(v: Version) -> HttpVersion {
+    match v {
+        Version::HTTP_10 | Version::HTTP_09 => HttpVersion::Http10,
+        Version::HTTP_2 | Version::HTTP_3 => HttpVersion::Http2,
+        _ => HttpVersion::Http11,
+    }
+}
+
+/// The request headers as a flow lists them, credentials redacted.
+fn flow_headers(headers: &HeaderMap, redact: &[&str]) -> Vec<HttpHeader> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let key = name.as_str();
+            let hidden =
+                SENSITIVE.contains(&key) || redact.iter().any(|r| r.eq_ignore_ascii_case(key));
+            HttpHeader {
+                key: key.to_owned(),
+                value: if hidden {
+                    REDACTED.to_owned()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                },
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_secret_headers_are_redacted_the_rest_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        h.insert("x-api-key", "k1".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        let got = flow_headers(&h, &["X-Api-Key"]);
+        let value = |k: &str| got.iter().find(|x| x.key == k).unwrap().value.clone();
+        assert_eq!(value("authorization"), REDACTED);
+        assert_eq!(value("x-api-key"), REDACTED);
+        assert_eq!(value("accept"), "*/*");
+    }
+}
