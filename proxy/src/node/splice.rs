@@ -13,12 +13,18 @@
 use std::io;
 use std::net::Shutdown;
 
-use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
+use rustix::pipe::{PipeFlags, SpliceFlags, fcntl_setpipe_size, pipe_with, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// At most this much per splice call: the default pipe capacity (16 pages).
+/// At most this much per splice call while the pipe has its default capacity (16
+/// pages).
 const CHUNK: usize = 64 * 1024;
+
+/// The pipe capacity a bulk transfer gets (the kernel's default `pipe-max-size`): 16×
+/// fewer splice calls per byte. Only a direction that fills a whole default chunk pays
+/// for the larger pipe's slot array, so idle and chatty connections stay small.
+const BULK_CHUNK: usize = 1024 * 1024;
 
 /// Relays both directions until both ended; returns the bytes moved each way
 /// (`a` → `b`, `b` → `a`). The first error ends both.
@@ -30,12 +36,21 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let (pipe_out, pipe_in) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     let mut total = 0u64;
+    let mut chunk = CHUNK;
     loop {
         let n = from
             .async_io(Interest::READABLE, || {
-                Ok(splice(from, None, &pipe_in, None, CHUNK, flags)?)
+                Ok(splice(from, None, &pipe_in, None, chunk, flags)?)
             })
             .await?;
+        if n == CHUNK && chunk == CHUNK {
+            // A bulk transfer: grow the pipe once (it holds at most one chunk, already
+            // drained below before the next read). Refused (pipe-max-size, memory
+            // limits): keep the default.
+            if let Ok(size) = fcntl_setpipe_size(&pipe_in, BULK_CHUNK) {
+                chunk = size.min(BULK_CHUNK);
+            }
+        }
         if n == 0 {
             // The peer finished sending: pass it on, keep the other direction open.
             // A peer that is already gone makes this fail, which changes nothing.
