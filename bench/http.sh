@@ -49,6 +49,7 @@ error_log $work/backend.err;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 10000000;
   client_body_temp_path $work/tmp-body; proxy_temp_path $work/tmp-proxy;
   fastcgi_temp_path $work/tmp-fcgi; uwsgi_temp_path $work/tmp-uwsgi; scgi_temp_path $work/tmp-scgi;
   server {
@@ -115,6 +116,7 @@ error_log $work/nginx.err;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 10000000;
   client_body_temp_path $work/tmp-body; proxy_temp_path $work/tmp-proxy;
   fastcgi_temp_path $work/tmp-fcgi; uwsgi_temp_path $work/tmp-uwsgi; scgi_temp_path $work/tmp-scgi;
   upstream backend { server $server:8080; keepalive 64; }
