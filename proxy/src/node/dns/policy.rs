@@ -7,8 +7,9 @@
 //! answer, and the flow is a policy drop (133, 181, 189), not an L7 one. Only then do the
 //! client's `rules.dns` for that resolver and port apply: a name they do not allow is
 //! **refused** (REFUSED or NXDOMAIN, `NodeConfig.spec.dns.rejectResponse`), an L7 verdict
-//! that Hubble reports as a DROPPED DNS request. In audit mode both are forwarded and
-//! reported AUDIT.
+//! that Hubble reports as a DROPPED DNS request. Audit mode forwards what L3/L4 policy
+//! would drop (reported AUDIT) and keeps refusing names, as Cilium keeps enforcing L7
+//! rules in audit mode.
 //!
 //! # The compiled `rules.dns`
 //!
@@ -141,10 +142,9 @@ pub fn decide(
         );
         DnsRule::compile(decision.l7.as_ref())
     });
+    // L7 rules keep enforcing in audit mode, as in Cilium: audit covers L3/L4 only.
     if rule.allows(qname) {
         QueryVerdict::Forward
-    } else if audit {
-        QueryVerdict::Audit { l4: None }
     } else {
         QueryVerdict::Refuse
     }

@@ -185,7 +185,7 @@ spec:
 }
 
 #[test]
-fn audit_mode_forwards_what_would_be_refused_or_dropped_and_says_why() {
+fn audit_mode_forwards_what_l3_l4_would_drop_and_still_refuses_names() {
     let node = r#"
 ---
 apiVersion: sluice.io/v1alpha1
@@ -200,7 +200,8 @@ spec: {policyAuditMode: true}
             key(&policy, 1, 53, Protocol::Udp),
             "api.denied.test."
         ),
-        QueryVerdict::Audit { l4: None }
+        // Cilium keeps enforcing L7 rules in audit mode.
+        QueryVerdict::Refuse
     );
     assert_eq!(
         ask(
