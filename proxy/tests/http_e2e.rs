@@ -9,14 +9,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use serde_json::Value;
+use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 /// Debian's interpreter, where python3-grpcio installs (scripts/deps); a `python3` earlier
 /// on PATH may be another one.
 const PYTHON: &str = "/usr/bin/python3";
@@ -175,106 +174,6 @@ spec:
     )
 }
 
-struct Node {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Node {
-    /// Starts `sluice up`; while another node holds the machine, waits for it (up to
-    /// five minutes) instead of failing.
-    fn start(dir: &Path) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            match Self::try_start(dir) {
-                Ok(node) => return node,
-                Err(e) if e.contains("another sluice node") && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_secs(5));
-                }
-                Err(e) => panic!("sluice up ended before it was up: {e}"),
-            }
-        }
-    }
-
-    fn try_start(dir: &Path) -> Result<Self, String> {
-        let mut child = Command::new(BIN)
-            .args(["up", "--quiet", "--config"])
-            .arg(dir.join("config"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sluice up");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let mut seen = String::new();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains("node up") => break,
-                Some(Ok(line)) => {
-                    seen.push_str(&line);
-                    seen.push('\n');
-                }
-                _ => {
-                    let _ = child.wait();
-                    return Err(seen);
-                }
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Self {
-            child,
-            dir: dir.to_owned(),
-        })
-    }
-
-    fn observe(&self, extra: &[&str]) -> Vec<Value> {
-        let socket = self.dir.join("admin.sock");
-        let mut args = vec![
-            "observe",
-            "--socket",
-            socket.to_str().unwrap(),
-            "-o",
-            "json",
-            "--last",
-            "1000",
-        ];
-        args.extend_from_slice(extra);
-        let out = Command::new(BIN).args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "observe: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn observe_compact(&self, extra: &[&str]) -> String {
-        let socket = self.dir.join("admin.sock");
-        let mut args = vec![
-            "observe",
-            "--socket",
-            socket.to_str().unwrap(),
-            "--last",
-            "1000",
-        ];
-        args.extend_from_slice(extra);
-        let out = Command::new(BIN).args(&args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs a command in the frontend pod (its cgroup and netns); returns stdout.
 fn in_frontend(program: &str, args: &[&str]) -> String {
     let out = Command::new(BIN)
@@ -311,24 +210,9 @@ fn body(extra: &[&str], url: &str) -> String {
     in_frontend("curl", &args)
 }
 
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-static ONE_NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn scenario_dir(name: &str) -> PathBuf {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "the node end-to-end tests need root (netns, cgroups, BPF); CI runs them as root"
-    );
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("config")).unwrap();
+/// The scenario's directory with its servers' files and configuration.
+fn http_scenario_dir(name: &str) -> PathBuf {
+    let dir = common::scenario_dir(name);
     std::fs::create_dir_all(dir.join("h2root/api")).unwrap();
     std::fs::write(dir.join("h2root/api/users"), "users over h2\n").unwrap();
     std::fs::write(dir.join("h2root/admin"), "admin over h2\n").unwrap();
@@ -342,7 +226,7 @@ fn scenario_dir(name: &str) -> PathBuf {
 #[test]
 fn http_rules_are_enforced_per_request_with_flows() {
     let _turn = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = scenario_dir("http-l7");
+    let dir = http_scenario_dir("http-l7");
     let node = Node::start(&dir);
     let api = |path: &str| format!("http://{BACKEND}:8080{path}");
     eventually("frontend reaches the echo backend", || {
@@ -509,7 +393,7 @@ fn http_rules_are_enforced_per_request_with_flows() {
 #[test]
 fn grpc_calls_are_decided_per_method() {
     let _turn = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = scenario_dir("http-grpc");
+    let dir = http_scenario_dir("http-grpc");
     let node = Node::start(&dir);
     let client = dir.join("grpc_client.py");
     let target = format!("{GREETER}:50051");

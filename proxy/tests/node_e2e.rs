@@ -5,14 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
 /// Addresses below the integration harness's range (10.200.128.0/17).
 fn config(dir: &Path, allow: bool) -> String {
@@ -97,80 +97,6 @@ fn http_server(addr: &str, port: u16) -> Vec<String> {
     ]
 }
 
-struct Node {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Node {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["up", "--quiet", "--config"])
-            .arg(dir.join("config"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sluice up");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains("node up") => break,
-                Some(Ok(_)) => {}
-                other => panic!("sluice up ended before it was up: {other:?}"),
-            }
-        }
-        // Keep draining stderr so the node never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            dir: dir.to_owned(),
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-
-    fn observe(&self, extra: &[&str]) -> Vec<Value> {
-        let socket = self.dir.join("admin.sock");
-        let mut args = vec![
-            "observe",
-            "--socket",
-            socket.to_str().unwrap(),
-            "-o",
-            "json",
-            "--last",
-            "1000",
-        ];
-        args.extend_from_slice(extra);
-        let out = Command::new(BIN).args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "observe: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 /// curl's arguments that print only the HTTP status.
 const CURL_STATUS: [&str; 7] = ["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}"];
 
@@ -197,28 +123,6 @@ fn host_curl(url: &str) -> u16 {
     let mut cmd = Command::new("curl");
     cmd.args(CURL_STATUS).arg(url);
     http_status(cmd)
-}
-
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// One node per machine: the scenarios take turns.
-static ONE_NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn scenario_dir(name: &str) -> PathBuf {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "the node end-to-end tests need root (netns, cgroups, BPF); CI runs them as root"
-    );
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("config")).unwrap();
-    dir
 }
 
 const DENY_STRANGER: &str = r#"

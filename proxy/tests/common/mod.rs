@@ -1,0 +1,141 @@
+//! What the node end-to-end tests share: a `sluice up` child that waits for the machine
+//! to be free, `sluice observe`, waiting for a condition, and scenario directories.
+
+// Each test binary uses its own subset.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// One node per machine: the scenarios of a test binary take turns.
+pub static ONE_NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A running `sluice up`; SIGTERM (and wait) on drop.
+pub struct Node {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl Node {
+    /// Starts `sluice up` on `dir/config`; while another node holds the machine (another
+    /// test binary, a benchmark), waits for it (up to five minutes) instead of failing.
+    pub fn start(dir: &Path) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            match Self::try_start(dir) {
+                Ok(node) => return node,
+                Err(e) if e.contains("another sluice node") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_secs(5));
+                }
+                Err(e) => panic!("sluice up ended before it was up: {e}"),
+            }
+        }
+    }
+
+    fn try_start(dir: &Path) -> Result<Self, String> {
+        let mut child = Command::new(BIN)
+            .args(["up", "--quiet", "--config"])
+            .arg(dir.join("config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sluice up");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = String::new();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("node up") => break,
+                Some(Ok(line)) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+                _ => {
+                    let _ = child.wait();
+                    return Err(seen);
+                }
+            }
+        }
+        // Keep draining stderr so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self {
+            child,
+            dir: dir.to_owned(),
+        })
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    fn observe_output(&self, json: bool, extra: &[&str]) -> String {
+        let socket = self.dir.join("admin.sock");
+        let mut args = vec!["observe", "--socket", socket.to_str().unwrap()];
+        if json {
+            args.extend(["-o", "json"]);
+        }
+        args.extend(["--last", "1000"]);
+        args.extend_from_slice(extra);
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "observe: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `sluice observe -o json --last 1000 <extra>`, one value per flow.
+    pub fn observe(&self, extra: &[&str]) -> Vec<Value> {
+        self.observe_output(true, extra)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// `sluice observe --last 1000 <extra>` in the compact format.
+    pub fn observe_compact(&self, extra: &[&str]) -> String {
+        self.observe_output(false, extra)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 200 ms for up to 20 s.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A fresh `<target tmp>/<name>-<pid>/config` directory (fails unless root).
+pub fn scenario_dir(name: &str) -> PathBuf {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the node end-to-end tests need root (netns, cgroups, BPF); CI runs them as root"
+    );
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    dir
+}
