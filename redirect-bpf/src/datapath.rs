@@ -489,18 +489,8 @@ impl Verdicts<'_> {
     /// Removes every verdict of another generation (the kernel already ignores them;
     /// this gives their room back). Returns how many were removed.
     pub fn retain_generation(&mut self, generation: u32) -> Result<usize, Error> {
-        let stale: Vec<raw::VerdictKey> = self
-            .0
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, v)| v.generation != generation)
-            .map(|(k, _)| k)
-            .collect();
-        let mut removed = 0;
-        for key in stale {
-            removed += usize::from(absent_is_false(self.0.remove(&key), raw::MAP_VERDICTS)?);
-        }
-        Ok(removed)
+        let stale = stale_keys(self.0.iter(), generation);
+        remove_keys(stale, raw::MAP_VERDICTS, |k| self.0.remove(k))
     }
 }
 
@@ -534,19 +524,35 @@ impl Policy<'_> {
 
     /// Removes every entry of another generation. Returns how many were removed.
     pub fn retain_generation(&mut self, generation: u32) -> Result<usize, Error> {
-        let stale: Vec<LpmKey<raw::PolicyKeyData>> = self
-            .0
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, v)| v.generation != generation)
-            .map(|(k, _)| k)
-            .collect();
-        let mut removed = 0;
-        for key in stale {
-            removed += usize::from(absent_is_false(self.0.remove(&key), raw::MAP_POLICY)?);
-        }
-        Ok(removed)
+        let stale = stale_keys(self.0.iter(), generation);
+        remove_keys(stale, raw::MAP_POLICY, |k| self.0.remove(k))
     }
+}
+
+/// The keys of a verdict map's entries of another generation (collected first: a map
+/// is not changed while it is being iterated).
+fn stale_keys<K>(
+    entries: impl Iterator<Item = Result<(K, raw::Verdict), aya::maps::MapError>>,
+    generation: u32,
+) -> Vec<K> {
+    entries
+        .filter_map(Result::ok)
+        .filter(|(_, v)| v.generation != generation)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Removes `keys` from `map`; returns how many were still there.
+fn remove_keys<K>(
+    keys: Vec<K>,
+    map: &'static str,
+    mut remove: impl FnMut(&K) -> Result<(), aya::maps::MapError>,
+) -> Result<usize, Error> {
+    let mut removed = 0;
+    for key in keys {
+        removed += usize::from(absent_is_false(remove(&key), map)?);
+    }
+    Ok(removed)
 }
 
 fn verdict_value(action: Action, generation: u32) -> raw::Verdict {

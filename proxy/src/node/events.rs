@@ -10,8 +10,8 @@ use sluice_bpf::{EventReader, EventVerdict, KernelDropReason, KernelEvent};
 use sluice_identity::Direction;
 use tracing::warn;
 
-use super::proxy::{Shared, endpoint_of, push};
-use crate::flow::{Flow, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp};
+use super::proxy::{Shared, endpoint_of, l3l4_match, push_l4};
+use crate::flow::{FlowVerdict, L4Event, Layer4, Timestamp};
 
 /// After the first event of a quiet spell, let more arrive before draining them: one
 /// wake-up per batch instead of one per connection keeps the reader off the CPU that
@@ -78,11 +78,7 @@ fn record(shared: &Shared, e: &KernelEvent) {
         direction: e.direction,
         verdict,
         drop_reason,
-        match_type: if decision.allowed_by.is_empty() {
-            PolicyMatchType::None
-        } else {
-            PolicyMatchType::L3L4
-        },
+        match_type: l3l4_match(&decision.allowed_by),
         allowed_by: &decision.allowed_by,
         denied_by: &decision.denied_by,
         policy_revision: u64::from(snapshot.generation),
@@ -91,8 +87,5 @@ fn record(shared: &Shared, e: &KernelEvent) {
         socket_cookie: Some(e.socket_cookie),
         cgroup_id: Some(e.cgroup.0),
     };
-    push(shared, Flow::policy_verdict(&ev));
-    if let Some(drop) = Flow::drop_event(&ev) {
-        push(shared, drop);
-    }
+    push_l4(shared, &ev);
 }

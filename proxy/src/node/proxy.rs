@@ -97,12 +97,12 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         record(
             shared,
             &snapshot,
-            peer,
-            dst,
-            src_id,
-            Identity::HOST,
+            (peer, dst),
+            (src_id, Identity::HOST),
+            Protocol::Tcp,
             Direction::Egress,
             &denied_loopback(),
+            snapshot.config.node.proxy_port,
         );
         reset(client);
         return;
@@ -133,7 +133,14 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         (Direction::Egress, &egress)
     };
     record(
-        shared, &snapshot, peer, dst, src_id, dst_id, direction, decision,
+        shared,
+        &snapshot,
+        (peer, dst),
+        (src_id, dst_id),
+        Protocol::Tcp,
+        direction,
+        decision,
+        snapshot.config.node.proxy_port,
     );
     let may_bypass = !shared.host_cgroups.contains(&orig.cgroup);
     write_back(
@@ -259,46 +266,60 @@ fn write_back(
     }
 }
 
+/// Records one L3/L4 decision (the proxy's for TCP, the DNS proxy's for a query) as
+/// Hubble does: the policy-verdict flow, and a drop flow beside a drop.
 #[allow(clippy::too_many_arguments)]
-fn record(
+pub fn record(
     shared: &Shared,
     snapshot: &Snapshot,
-    peer: SocketAddr,
-    dst: SocketAddr,
-    src_id: Identity,
-    dst_id: Identity,
+    (src, dst): (SocketAddr, SocketAddr),
+    (src_id, dst_id): (Identity, Identity),
+    proto: Protocol,
     direction: Direction,
     decision: &Decision,
+    proxy_port: u16,
 ) {
     let universe = snapshot.policy.universe();
     let endpoint = |id: Identity, ip: IpAddr| endpoint_of(universe, id, ip);
     let (verdict, drop_reason) = FlowVerdict::from_decision(decision, false);
-    let ev = L4Event {
-        time: Timestamp::now(),
-        node_name: &shared.node_name,
-        source: endpoint(src_id, peer.ip()),
-        destination: endpoint(dst_id, dst.ip()),
-        source_ip: peer.ip(),
-        destination_ip: dst.ip(),
-        l4: Layer4::connection(Protocol::Tcp, peer.port(), dst.port()),
-        direction,
-        verdict,
-        drop_reason,
-        match_type: if decision.allowed_by.is_empty() {
-            PolicyMatchType::None
-        } else {
-            PolicyMatchType::L3L4
+    push_l4(
+        shared,
+        &L4Event {
+            time: Timestamp::now(),
+            node_name: &shared.node_name,
+            source: endpoint(src_id, src.ip()),
+            destination: endpoint(dst_id, dst.ip()),
+            source_ip: src.ip(),
+            destination_ip: dst.ip(),
+            l4: Layer4::connection(proto, src.port(), dst.port()),
+            direction,
+            verdict,
+            drop_reason,
+            match_type: l3l4_match(&decision.allowed_by),
+            allowed_by: &decision.allowed_by,
+            denied_by: &decision.denied_by,
+            policy_revision: u64::from(snapshot.generation),
+            auth: decision.authentication,
+            proxy_port: Some(proxy_port),
+            socket_cookie: None,
+            cgroup_id: None,
         },
-        allowed_by: &decision.allowed_by,
-        denied_by: &decision.denied_by,
-        policy_revision: u64::from(snapshot.generation),
-        auth: decision.authentication,
-        proxy_port: Some(snapshot.config.node.proxy_port),
-        socket_cookie: None,
-        cgroup_id: None,
-    };
-    push(shared, Flow::policy_verdict(&ev));
-    if let Some(drop) = Flow::drop_event(&ev) {
+    );
+}
+
+/// An L3/L4 decision's match type: L3_L4 when some policy allowed it.
+pub fn l3l4_match(allowed_by: &[Arc<sluice_identity::PolicyRef>]) -> PolicyMatchType {
+    if allowed_by.is_empty() {
+        PolicyMatchType::None
+    } else {
+        PolicyMatchType::L3L4
+    }
+}
+
+/// The policy-verdict flow of an L3/L4 event, and its drop flow when it is a drop.
+pub fn push_l4(shared: &Shared, ev: &L4Event<'_>) {
+    push(shared, Flow::policy_verdict(ev));
+    if let Some(drop) = Flow::drop_event(ev) {
         push(shared, drop);
     }
 }

@@ -6,20 +6,16 @@
 //! query's task hands its event over and is done (`EventSink` for `mpsc::Sender`), and a
 //! burst the task cannot keep up with loses flows, not queries.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sluice_dns::{DnsEvent, Reason, Transport, Verdict as DnsVerdict};
-use sluice_identity::policy::Decision;
-use sluice_identity::{Direction, Identity, Protocol};
+use sluice_identity::{Identity, Protocol};
 use tokio::sync::mpsc;
 
 use super::policy::{client_identity, resolver_identity};
-use crate::flow::{
-    DnsAnswerInfo, DnsQueryEvent, Flow, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp,
-};
+use crate::flow::{DnsAnswerInfo, DnsQueryEvent, Flow, FlowVerdict, Timestamp};
 use crate::node::proxy::{Shared, endpoint_of, push};
-use crate::node::state::Snapshot;
 
 /// Events queued for flows; past this the DNS proxy drops events (and says so at debug).
 pub const EVENT_QUEUE: usize = 4096;
@@ -98,53 +94,6 @@ pub fn protocol(transport: Transport) -> Protocol {
     match transport {
         Transport::Udp => Protocol::Udp,
         Transport::Tcp => Protocol::Tcp,
-    }
-}
-
-/// A query that L3/L4 policy dropped, or would have and audit mode let through: the
-/// policy-verdict record, and the drop record beside a drop, as for a connection.
-#[allow(clippy::too_many_arguments)]
-pub fn record_l4(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    client: SocketAddr,
-    server: SocketAddr,
-    transport: Transport,
-    (client_id, server_id): (Identity, Identity),
-    direction: Direction,
-    decision: &Decision,
-    proxy_port: u16,
-) {
-    let universe = snapshot.policy.universe();
-    let endpoint = |id: Identity, ip: IpAddr| endpoint_of(universe, id, ip);
-    let (verdict, drop_reason) = FlowVerdict::from_decision(decision, false);
-    let ev = L4Event {
-        time: Timestamp::now(),
-        node_name: &shared.node_name,
-        source: endpoint(client_id, client.ip()),
-        destination: endpoint(server_id, server.ip()),
-        source_ip: client.ip(),
-        destination_ip: server.ip(),
-        l4: Layer4::connection(protocol(transport), client.port(), server.port()),
-        direction,
-        verdict,
-        drop_reason,
-        match_type: if decision.allowed_by.is_empty() {
-            PolicyMatchType::None
-        } else {
-            PolicyMatchType::L3L4
-        },
-        allowed_by: &decision.allowed_by,
-        denied_by: &decision.denied_by,
-        policy_revision: u64::from(snapshot.generation),
-        auth: decision.authentication,
-        proxy_port: Some(proxy_port),
-        socket_cookie: None,
-        cgroup_id: None,
-    };
-    push(shared, Flow::policy_verdict(&ev));
-    if let Some(drop) = Flow::drop_event(&ev) {
-        push(shared, drop);
     }
 }
 

@@ -178,13 +178,14 @@ impl DnsPolicy for NodeDnsPolicy {
                 policy.decide(endpoint, direction, peer, proto, key.port),
                 policy.audit_mode(),
             );
-            flows::record_l4(
+            // A query that L3/L4 policy dropped, or would have and audit mode let
+            // through: recorded like a connection's decision.
+            crate::node::proxy::record(
                 &self.shared,
                 &snapshot,
-                client.peer,
-                client.server,
-                client.transport,
+                (client.peer, client.server),
                 (client_id, resolver),
+                flows::protocol(client.transport),
                 direction,
                 &decision,
                 self.proxy_port,
