@@ -13,7 +13,7 @@
 # for HTTP/2 (direct, nginx, sluice). Proxy CPU (user+system of the proxy process from
 # /proc) per request. Repetitions rotate through the targets; medians are printed, with
 # ratios to nginx and to direct.
-# Usage: bench/http.sh [repetitions=3] [seconds=10]
+# Usage: [MODES="direct nginx …"] bench/http.sh [repetitions=3] [seconds=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-3}
@@ -221,7 +221,7 @@ sleep 2
 nginx -c "$work/nginx.conf" & ngx=$!
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & hap=$!
 sleep 1
-modes=(direct nginx haproxy sluice-10 sluice-1k)
+read -r -a modes <<< "${MODES:-direct nginx haproxy sluice-10 sluice-1k}"
 declare -A rps p50 p99 cpu h2
 for rep in $(seq "$reps"); do
   for mode in "${modes[@]}"; do

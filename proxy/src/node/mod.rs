@@ -136,7 +136,10 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         .collect();
     enrolled.extend(host_workloads);
     datapath.set_generation(generation)?;
-    KernelMaps::compute(&snapshot, &enrolled)?.write(&mut datapath, generation)?;
+    let kernel = KernelMaps::compute(&snapshot, &enrolled)?;
+    kernel.write(&mut datapath, generation)?;
+    let http_rules = http::rules::RuleCache::prepare(&snapshot, &kernel.endpoints);
+    drop(kernel);
     // DNS is redirected once the DNS proxy listens (below); until then it is plain UDP
     // and TCP, and no pod runs yet.
     datapath.set_redirect_ports(RedirectPorts {
@@ -169,6 +172,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         http: Default::default(),
         host_cgroups,
     });
+    shared.http.rules.install(http_rules);
     let stop_events = Arc::new(AtomicBool::new(false));
     let events_thread =
         events.map(|r| events::spawn_reader(r, shared.clone(), stop_events.clone()));
@@ -223,14 +227,14 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = hup.recv() => {
                 generation += 1;
-                reload(&shared, &options.config, generation, &enrolled);
+                reload(shared.clone(), options.config.clone(), generation, enrolled.clone()).await;
             }
             Some(()) = changed.recv() => {
                 // Editors write in several steps: let the burst settle, then reload once.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 while changed.try_recv().is_ok() {}
                 generation += 1;
-                reload(&shared, &options.config, generation, &enrolled);
+                reload(shared.clone(), options.config.clone(), generation, enrolled.clone()).await;
             }
         }
     }
@@ -270,13 +274,49 @@ fn proxy_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// SIGHUP: a bad configuration keeps the last good snapshot. A good one first
 /// invalidates every kernel verdict (new generation), then takes effect, so no stale
 /// BYPASS outlives the policy that made it.
-fn reload(shared: &Shared, paths: &[PathBuf], generation: u32, enrolled: &[Enrolled]) {
+///
+/// Loading, compiling, the kernel map writes and compiling the HTTP rule sets of the new
+/// generation all run on a blocking thread: the runtime keeps serving requests on the
+/// last good snapshot meanwhile, and the first request after the swap finds its rules
+/// compiled (a large rule set takes hundreds of milliseconds to build).
+async fn reload(
+    shared: Arc<Shared>,
+    paths: Vec<PathBuf>,
+    generation: u32,
+    enrolled: Vec<Enrolled>,
+) {
+    let worker = shared.clone();
+    let prepared =
+        tokio::task::spawn_blocking(move || prepare_reload(&worker, &paths, generation, &enrolled))
+            .await;
+    let (snapshot, rules) = match prepared {
+        Ok(Some(done)) => done,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(error = %e, "reload task failed; the last good configuration stays in force");
+            return;
+        }
+    };
+    shared.http.rules.install(rules);
+    shared.state.store(snapshot);
+    info!(generation, "configuration reloaded");
+    eprintln!("sluice: configuration reloaded (generation {generation})");
+}
+
+/// The blocking part of [`reload`]: everything but the swap. `None` when the new
+/// configuration is refused (said in the log and on stderr).
+fn prepare_reload(
+    shared: &Shared,
+    paths: &[PathBuf],
+    generation: u32,
+    enrolled: &[Enrolled],
+) -> Option<(Snapshot, http::rules::PreparedRules)> {
     let snapshot = match compile(paths, generation) {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "reload rejected; the last good configuration stays in force");
             eprintln!("sluice: reload rejected, keeping the last good configuration:\n{e}");
-            return;
+            return None;
         }
     };
     let kernel = match KernelMaps::compute(&snapshot, enrolled) {
@@ -284,9 +324,10 @@ fn reload(shared: &Shared, paths: &[PathBuf], generation: u32, enrolled: &[Enrol
         Err(e) => {
             warn!(error = %format!("{e:#}"), "reload rejected; the last good configuration stays in force");
             eprintln!("sluice: reload rejected, keeping the last good configuration:\n{e:#}");
-            return;
+            return None;
         }
     };
+    let rules = http::rules::RuleCache::prepare(&snapshot, &kernel.endpoints);
     let mut dp = shared.datapath();
     // From here on no verdict or policy entry of the old generation counts. Until the
     // new entries are in (a few map writes), new UDP flows and inbound connection
@@ -299,21 +340,22 @@ fn reload(shared: &Shared, paths: &[PathBuf], generation: u32, enrolled: &[Enrol
     }
     drop(dp);
     drop(kernel);
-    shared.state.store(snapshot);
-    info!(generation, "configuration reloaded");
-    eprintln!("sluice: configuration reloaded (generation {generation})");
+    Some((snapshot, rules))
 }
 
 /// What the kernel maps hold for one policy generation, computed before anything is
 /// written so that a configuration too large for the maps is refused whole.
 struct KernelMaps<'a> {
     snapshot: &'a Snapshot,
+    /// The enrolled workloads' identities (each once).
+    endpoints: Vec<Identity>,
     workloads: Vec<(CgroupId, WorkloadEntry)>,
     policy: Vec<PolicyEntry>,
 }
 
 /// A cgroup set enrolled as one workload: a pod's cgroup, or an existing cgroup
 /// (`spec.cgroup`) and the cgroups below it.
+#[derive(Debug, Clone)]
 struct Enrolled {
     namespace: String,
     name: String,
@@ -464,6 +506,7 @@ impl<'a> KernelMaps<'a> {
         }
         Ok(Self {
             snapshot,
+            endpoints: done.into_iter().collect(),
             workloads,
             policy: entries,
         })

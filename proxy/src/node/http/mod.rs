@@ -75,7 +75,7 @@ fn full(body: Full<Bytes>) -> ProxyBody {
 /// What the HTTP engine keeps across connections.
 #[derive(Debug, Default)]
 pub struct Engine {
-    rules: RuleCache,
+    pub rules: RuleCache,
     upstreams: Upstreams,
 }
 

@@ -27,7 +27,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sluice_config::types::HttpRule as HttpRuleYaml;
-use sluice_identity::policy::{Decision, L7Kind, L7Policy, L7Rule, L7RuleSet};
+use sluice_identity::policy::{Decision, KernelAction, L7Kind, L7Policy, L7Rule, L7RuleSet};
 use sluice_identity::{Direction, Identity, PolicyRef, Protocol, Verdict};
 use sluice_l7::http::{
     AllowedBy, HeaderMatchSpec, HttpRule, HttpRuleSet, HttpRuleSpec, SecretRef, SecretStore,
@@ -218,22 +218,93 @@ impl RuleCache {
     }
 
     fn compiled(&self, snapshot: &Snapshot, l7: &L7Policy) -> Arc<CompiledRules> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.generation != snapshot.generation || inner.secrets.is_none() {
+            if snapshot.generation < inner.generation {
+                // A request still on the snapshot a reload just replaced: compile for
+                // it alone rather than evict the newer generation's sets.
+                drop(inner);
+                let secrets = super::secrets::store(&snapshot.config);
+                return Arc::new(compile(l7, &secrets));
+            }
+            *inner = Generation::new(snapshot);
+        }
+        inner.get_or_compile(l7)
+    }
+
+    /// Compiles, off the serving path, every HTTP rule set that connections of the
+    /// `endpoints` (their egress and their ingress) can be handed under `snapshot`, so
+    /// that the first request after a reload does not wait for a compilation. A set
+    /// this misses (a port range whose segments carry different rules) is still
+    /// compiled on first use.
+    pub fn prepare(snapshot: &Snapshot, endpoints: &[Identity]) -> PreparedRules {
+        let mut generation = Generation::new(snapshot);
+        let policy = &snapshot.policy;
+        for &endpoint in endpoints {
+            for direction in [Direction::Egress, Direction::Ingress] {
+                let flat = policy.kernel_policy(endpoint, direction, &[Protocol::Tcp]);
+                for rule in flat
+                    .rules
+                    .iter()
+                    .filter(|r| r.action == KernelAction::Proxy)
+                {
+                    // A rule for any peer: world stands for the peers no rule names.
+                    let peer = rule.peer.unwrap_or(Identity::WORLD);
+                    let decision =
+                        policy.decide(endpoint, direction, peer, Protocol::Tcp, rule.ports.lo);
+                    if let Some(l7) = decision.l7.as_ref().filter(|l7| l7.kind == L7Kind::Http) {
+                        generation.get_or_compile(l7);
+                    }
+                }
+            }
+        }
+        PreparedRules(generation)
+    }
+
+    /// Makes `prepared` the cache's generation, right before its snapshot is stored.
+    pub fn install(&self, prepared: PreparedRules) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.generation <= prepared.0.generation {
+            *inner = prepared.0;
+        }
+    }
+
+    /// How many rule sets the current generation holds (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sets
+            .len()
+    }
+}
+
+/// The HTTP rule sets of one generation compiled ahead of use; see
+/// [`RuleCache::prepare`].
+#[derive(Debug)]
+pub struct PreparedRules(Generation);
+
+impl Generation {
+    fn new(snapshot: &Snapshot) -> Self {
+        Self {
+            generation: snapshot.generation,
+            secrets: Some(Arc::new(super::secrets::store(&snapshot.config))),
+            sets: HashMap::new(),
+        }
+    }
+
+    fn get_or_compile(&mut self, l7: &L7Policy) -> Arc<CompiledRules> {
         let key = RulesKey {
             wildcard: l7.wildcard,
             rules: l7.rules.clone(),
         };
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.generation != snapshot.generation || inner.secrets.is_none() {
-            inner.generation = snapshot.generation;
-            inner.sets.clear();
-            inner.secrets = Some(Arc::new(super::secrets::store(&snapshot.config)));
-        }
-        if let Some(set) = inner.sets.get(&key) {
+        if let Some(set) = self.sets.get(&key) {
             return set.clone();
         }
-        let secrets = inner.secrets.clone().unwrap_or_default();
+        let secrets = self.secrets.clone().unwrap_or_default();
         let set = Arc::new(compile(l7, &secrets));
-        inner.sets.insert(key, set.clone());
+        self.sets.insert(key, set.clone());
         set
     }
 }
@@ -420,6 +491,44 @@ spec:
         let c = Enforcement::decide(&s2, &cache, key(client));
         assert_eq!(c.generation, 2);
         assert!(!Arc::ptr_eq(&a.ingress.rules, &c.ingress.rules));
+    }
+
+    #[test]
+    fn prepared_sets_are_the_ones_requests_get_and_stragglers_do_not_evict_them() {
+        let s1 = snapshot(CONFIG, 1);
+        let s2 = snapshot(CONFIG, 2);
+        let (client, other, api) = ids(&s2);
+        let cache = RuleCache::default();
+        let key = |source| ConnKey {
+            source,
+            destination: api,
+            port: 8080,
+        };
+        let old = Enforcement::decide(&s1, &cache, key(client));
+        // Ahead of the swap: one set for the api's ingress on 8080 (both peers share it).
+        let prepared = RuleCache::prepare(&s2, &[client, other, api]);
+        assert_eq!(prepared.0.sets.len(), 1);
+        cache.install(prepared);
+        assert_eq!(cache.len(), 1);
+        let fresh = Enforcement::decide(&s2, &cache, key(other));
+        assert_eq!(cache.len(), 1, "the request found the prepared set");
+        // A request still holding the old snapshot is served, without evicting.
+        let late = Enforcement::decide(&s1, &cache, key(client));
+        assert!(!Arc::ptr_eq(&late.ingress.rules, &fresh.ingress.rules));
+        assert!(!Arc::ptr_eq(&late.ingress.rules, &old.ingress.rules));
+        assert!(Arc::ptr_eq(
+            &Enforcement::decide(&s2, &cache, key(client)).ingress.rules,
+            &fresh.ingress.rules
+        ));
+        // An older preparation never replaces a newer generation.
+        cache.install(RuleCache::prepare(&s1, &[api]));
+        assert!(Arc::ptr_eq(
+            &Enforcement::decide(&s2, &cache, key(client)).ingress.rules,
+            &fresh.ingress.rules
+        ));
+        let none = HeaderMap::new();
+        assert!(allowed(&fresh, "GET", "/api/users", &none));
+        assert!(!allowed(&fresh, "DELETE", "/api/users", &none));
     }
 
     #[test]
