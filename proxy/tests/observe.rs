@@ -20,8 +20,8 @@ fn labels(ls: &[&str]) -> LabelSet {
     ls.iter().map(|l| Label::parse(l)).collect()
 }
 
-fn pod(id: u32, name: &str) -> Endpoint {
-    Endpoint::workload(
+fn pod(id: u32, name: &str) -> std::sync::Arc<Endpoint> {
+    std::sync::Arc::new(Endpoint::workload(
         Identity(id),
         "default",
         "shop",
@@ -30,7 +30,7 @@ fn pod(id: u32, name: &str) -> Endpoint {
             &format!("k8s:app={name}"),
             "k8s:io.kubernetes.pod.namespace=shop",
         ]),
-    )
+    ))
 }
 
 /// A policy verdict from `src` to backend:8080 at `secs`.

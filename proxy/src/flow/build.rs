@@ -235,8 +235,8 @@ pub(super) fn ip_header(source: IpAddr, destination: IpAddr) -> Ip {
 pub struct L4Event<'a> {
     pub time: Timestamp,
     pub node_name: &'a str,
-    pub source: Endpoint,
-    pub destination: Endpoint,
+    pub source: Arc<Endpoint>,
+    pub destination: Arc<Endpoint>,
     pub source_ip: IpAddr,
     pub destination_ip: IpAddr,
     /// See [`Layer4::connection`].
@@ -353,9 +353,9 @@ impl HttpVersion {
 pub struct HttpEvent<'a> {
     pub node_name: &'a str,
     /// The client side.
-    pub source: Endpoint,
+    pub source: Arc<Endpoint>,
     /// The server side.
-    pub destination: Endpoint,
+    pub destination: Arc<Endpoint>,
     pub source_addr: SocketAddr,
     pub destination_addr: SocketAddr,
     /// The side whose policy the proxy enforced.

@@ -8,6 +8,7 @@
 //! summaries compare byte for byte).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_identity::{Direction, Protocol};
@@ -27,9 +28,9 @@ pub const DNS_SOURCE_PROXY: &str = "proxy";
 pub struct DnsQueryEvent<'a> {
     pub node_name: &'a str,
     /// The client.
-    pub source: Endpoint,
+    pub source: Arc<Endpoint>,
     /// The resolver the client asked.
-    pub destination: Endpoint,
+    pub destination: Arc<Endpoint>,
     pub source_addr: SocketAddr,
     pub destination_addr: SocketAddr,
     /// UDP or TCP.

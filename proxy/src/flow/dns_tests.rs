@@ -21,8 +21,9 @@ fn query_event(transport: Protocol, qname: &'static str) -> DnsQueryEvent<'stati
             namespace: "app".into(),
             pod_name: "client".into(),
             ..Endpoint::default()
-        },
-        destination: Endpoint::from_identity(Identity(301)),
+        }
+        .into(),
+        destination: Endpoint::from_identity(Identity(301)).into(),
         source_addr: SocketAddr::from((Ipv4Addr::new(10, 1, 0, 1), 56789)),
         destination_addr: SocketAddr::from((Ipv4Addr::new(10, 1, 0, 53), 53)),
         transport,

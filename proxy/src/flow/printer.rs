@@ -98,14 +98,14 @@ pub fn host_names(flow: &Flow, opts: &PrintOptions) -> (String, String) {
     (
         side(
             &ip.source,
-            flow.source.as_ref(),
+            flow.source.as_deref(),
             flow.source_service.as_ref(),
             ports.map(|p| p.0),
             &flow.source_names,
         ),
         side(
             &ip.destination,
-            flow.destination.as_ref(),
+            flow.destination.as_deref(),
             flow.destination_service.as_ref(),
             ports.map(|p| p.1),
             &flow.destination_names,

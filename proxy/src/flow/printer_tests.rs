@@ -19,14 +19,20 @@ pub(crate) fn hubble_flow() -> Flow {
             destination: "2.2.2.2".into(),
             ..Ip::default()
         }),
-        source: Some(Endpoint {
-            identity: 4,
-            ..Endpoint::default()
-        }),
-        destination: Some(Endpoint {
-            identity: 12345,
-            ..Endpoint::default()
-        }),
+        source: Some(
+            Endpoint {
+                identity: 4,
+                ..Endpoint::default()
+            }
+            .into(),
+        ),
+        destination: Some(
+            Endpoint {
+                identity: 12345,
+                ..Endpoint::default()
+            }
+            .into(),
+        ),
         l4: Some(Layer4::Tcp(Tcp {
             source_port: 31793,
             destination_port: 8080,
@@ -227,16 +233,22 @@ fn with_ip(f: Flow) -> Flow {
 fn host_names_match_hubble() {
     // Test_getHostNames (with IP translation)
     let pods = with_ip(Flow {
-        source: Some(Endpoint {
-            namespace: "srcns".into(),
-            pod_name: "srcpod".into(),
-            ..Endpoint::default()
-        }),
-        destination: Some(Endpoint {
-            namespace: "dstns".into(),
-            pod_name: "dstpod".into(),
-            ..Endpoint::default()
-        }),
+        source: Some(
+            Endpoint {
+                namespace: "srcns".into(),
+                pod_name: "srcpod".into(),
+                ..Endpoint::default()
+            }
+            .into(),
+        ),
+        destination: Some(
+            Endpoint {
+                namespace: "dstns".into(),
+                pod_name: "dstpod".into(),
+                ..Endpoint::default()
+            }
+            .into(),
+        ),
         ..Flow::default()
     });
     let udp = with_ip(Flow {

@@ -3,6 +3,8 @@
 //! writes protojson's field order; unset fields are left out; enums are written by
 //! name and 64-bit integers as strings.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::drop::DropReasonDesc;
@@ -183,9 +185,9 @@ pub struct Flow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l4: Option<Layer4>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<Endpoint>,
+    pub source: Option<Arc<Endpoint>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub destination: Option<Endpoint>,
+    pub destination: Option<Arc<Endpoint>>,
     #[serde(rename = "Type", skip_serializing_if = "FlowType::is_zero")]
     pub flow_type: FlowType,
     #[serde(skip_serializing_if = "String::is_empty")]

@@ -64,19 +64,22 @@ fn every_field_round_trips_in_declaration_order() {
             source_port: 1,
             destination_port: 53,
         })),
-        source: Some(Endpoint {
-            id: 7,
-            identity: 300,
-            cluster_name: "default".into(),
-            namespace: "shop".into(),
-            labels: vec!["k8s:app=web".into()],
-            pod_name: "web-1".into(),
-            workloads: vec![Workload {
-                name: "web".into(),
-                kind: "Deployment".into(),
-            }],
-        }),
-        destination: Some(Endpoint::from_identity(Identity::WORLD)),
+        source: Some(
+            Endpoint {
+                id: 7,
+                identity: 300,
+                cluster_name: "default".into(),
+                namespace: "shop".into(),
+                labels: vec!["k8s:app=web".into()],
+                pod_name: "web-1".into(),
+                workloads: vec![Workload {
+                    name: "web".into(),
+                    kind: "Deployment".into(),
+                }],
+            }
+            .into(),
+        ),
+        destination: Some(Endpoint::from_identity(Identity::WORLD).into()),
         flow_type: FlowType::L7,
         node_name: "n1".into(),
         source_names: vec!["a.example".into()],
@@ -207,14 +210,16 @@ fn policy_verdict_and_drop_flows_from_a_decision() {
             "shop",
             "stranger",
             &labels(&["k8s:app=stranger", "k8s:io.kubernetes.pod.namespace=shop"]),
-        ),
+        )
+        .into(),
         destination: Endpoint::workload(
             Identity(301),
             "default",
             "shop",
             "backend",
             &labels(&["k8s:app=backend"]),
-        ),
+        )
+        .into(),
         source_ip: IpAddr::V4(Ipv4Addr::new(10, 200, 1, 9)),
         destination_ip: IpAddr::V4(Ipv4Addr::new(10, 200, 1, 3)),
         l4: Layer4::connection(sluice_identity::Protocol::Tcp, 40000, 8080),
@@ -285,7 +290,7 @@ fn policy_verdict_and_drop_flows_from_a_decision() {
         denied_by: &[],
         allowed_by: &allowed_by,
         l4: Layer4::connection(sluice_identity::Protocol::Udp, 5353, 53),
-        destination: Endpoint::from_identity(Identity::WORLD),
+        destination: Endpoint::from_identity(Identity::WORLD).into(),
         auth: Some(sluice_identity::policy::AuthMode::Required),
         ..ev.clone()
     };
@@ -330,14 +335,16 @@ fn http_request_and_response_flows() {
             "shop",
             "frontend",
             &LabelSet::new(),
-        ),
+        )
+        .into(),
         destination: Endpoint::workload(
             Identity(301),
             "default",
             "shop",
             "backend",
             &LabelSet::new(),
-        ),
+        )
+        .into(),
         source_addr: SocketAddr::from(([10, 200, 1, 2], 41000)),
         destination_addr: SocketAddr::from(([10, 200, 1, 3], 8080)),
         direction: Direction::Ingress,

@@ -336,24 +336,26 @@ pub fn push(shared: &Shared, flow: Flow) {
 
 /// A flow endpoint for an identity seen at `ip`: the workload when one has that
 /// address, else the identity alone.
-pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Endpoint {
+pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Arc<Endpoint> {
     let cluster = &universe.cluster_name;
     let none = sluice_identity::LabelSet::default();
     let labels = universe.identity(id).map_or(&none, |i| &i.labels);
-    match universe
-        .endpoint_at(ip)
-        .filter(|e| e.identity == id)
-        .or_else(|| universe.endpoints_of(id).next())
-    {
-        Some(ep) if !ep.is_host() => Endpoint::workload(
-            id,
-            cluster,
-            ep.namespace.as_deref().unwrap_or_default(),
-            &ep.name,
-            labels,
-        ),
-        _ => Endpoint::from_identity(id),
-    }
+    Arc::new(
+        match universe
+            .endpoint_at(ip)
+            .filter(|e| e.identity == id)
+            .or_else(|| universe.endpoints_of(id).next())
+        {
+            Some(ep) if !ep.is_host() => Endpoint::workload(
+                id,
+                cluster,
+                ep.namespace.as_deref().unwrap_or_default(),
+                &ep.name,
+                labels,
+            ),
+            _ => Endpoint::from_identity(id),
+        },
+    )
 }
 
 /// Connects upstream (from `source`, when given) and relays until both sides end.

@@ -395,8 +395,8 @@ fn parse_ip(s: &str) -> Result<IpMatch, FilterError> {
 
 fn endpoint(flow: &Flow, side: Side) -> Option<&Endpoint> {
     match side {
-        Side::Source => flow.source.as_ref(),
-        Side::Destination => flow.destination.as_ref(),
+        Side::Source => flow.source.as_deref(),
+        Side::Destination => flow.destination.as_deref(),
     }
 }
 

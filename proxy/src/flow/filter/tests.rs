@@ -17,12 +17,15 @@ fn filters(whitelist: Vec<FlowFilter>) -> CompiledFilters {
     .unwrap()
 }
 
-fn pod(ns: &str, name: &str) -> Option<Endpoint> {
-    Some(Endpoint {
-        namespace: ns.into(),
-        pod_name: name.into(),
-        ..Endpoint::default()
-    })
+fn pod(ns: &str, name: &str) -> Option<std::sync::Arc<Endpoint>> {
+    Some(
+        Endpoint {
+            namespace: ns.into(),
+            pod_name: name.into(),
+            ..Endpoint::default()
+        }
+        .into(),
+    )
 }
 
 fn from_pod(ns: &str, name: &str) -> Flow {
@@ -510,14 +513,20 @@ fn ip_verdict_identity_direction_filters() {
     );
 
     let id = |src: u32, dst: u32| Flow {
-        source: Some(Endpoint {
-            identity: src,
-            ..Endpoint::default()
-        }),
-        destination: Some(Endpoint {
-            identity: dst,
-            ..Endpoint::default()
-        }),
+        source: Some(
+            Endpoint {
+                identity: src,
+                ..Endpoint::default()
+            }
+            .into(),
+        ),
+        destination: Some(
+            Endpoint {
+                identity: dst,
+                ..Endpoint::default()
+            }
+            .into(),
+        ),
         ..Flow::default()
     };
     let f = filters(vec![FlowFilter {
@@ -555,10 +564,13 @@ fn ip_verdict_identity_direction_filters() {
 #[test]
 fn label_and_event_type_filters() {
     let labelled = |labels: &[&str]| Flow {
-        source: Some(Endpoint {
-            labels: labels.iter().map(|s| (*s).to_owned()).collect(),
-            ..Endpoint::default()
-        }),
+        source: Some(
+            Endpoint {
+                labels: labels.iter().map(|s| (*s).to_owned()).collect(),
+                ..Endpoint::default()
+            }
+            .into(),
+        ),
         ..Flow::default()
     };
     let f = filters(vec![FlowFilter {

@@ -28,6 +28,7 @@ use super::record::RequestRecord;
 use super::respond;
 use super::rules::Enforcement;
 use super::{ConnState, ProxyBody, full};
+use crate::node::state::Snapshot;
 use sluice_identity::Direction;
 
 /// Normalisation settings of the node's listener: plain TCP, defaults otherwise (escaped
@@ -102,7 +103,7 @@ where
             let grpc = respond::is_grpc(req.headers());
             let (mut parts, body) = req.into_parts();
 
-            let outcome = decide(&conn, &enforcement, &parts);
+            let outcome = decide(&conn, &snapshot, &enforcement, &parts);
             let record = outcome.record;
             match outcome.verdict {
                 Verdict::Rejected(rejection) => {
@@ -204,11 +205,15 @@ impl OwnedEdit {
 }
 
 /// Normalises and decides one request head. Pure apart from reading `conn`'s addresses.
-fn decide(conn: &ConnState, enforcement: &Enforcement, parts: &http::request::Parts) -> Outcome {
+fn decide(
+    conn: &ConnState,
+    snapshot: &Snapshot,
+    enforcement: &Enforcement,
+    parts: &http::request::Parts,
+) -> Outcome {
     let info = &conn.info;
     let mut record = RequestRecord {
-        source: info.key.source,
-        destination: info.key.destination,
+        parties: conn.parties(snapshot),
         source_addr: info.peer,
         destination_addr: info.destination,
         direction: enforcement.reporting_side().direction,

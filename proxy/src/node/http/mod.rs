@@ -45,6 +45,7 @@ use tracing::debug;
 
 use self::enforce::EnforceLayer;
 use self::forward::Forward;
+use self::record::Parties;
 use self::rules::{ConnKey, Enforcement, RuleCache};
 use self::upstream::Upstreams;
 use super::proxy::Shared;
@@ -96,6 +97,7 @@ pub struct ConnState {
     shared: Arc<Shared>,
     info: ConnInfo,
     enforcement: ArcSwap<Enforcement>,
+    parties: ArcSwap<Parties>,
 }
 
 impl ConnState {
@@ -114,6 +116,17 @@ impl ConnState {
         self.enforcement.store(fresh.clone());
         fresh
     }
+
+    /// The connection's ends as flows show them, for the current snapshot.
+    fn parties(&self, snapshot: &Snapshot) -> Arc<Parties> {
+        let current = self.parties.load_full();
+        if current.generation == snapshot.generation {
+            return current;
+        }
+        let fresh = Arc::new(Parties::of(snapshot, &self.info));
+        self.parties.store(fresh.clone());
+        fresh
+    }
 }
 
 /// Serves one connection until the client or a timeout ends it. `egress` and `ingress`
@@ -127,10 +140,12 @@ pub async fn serve(
     ingress: &Decision,
 ) {
     let enforcement = Enforcement::from_decisions(snapshot, &shared.http.rules, egress, ingress);
+    let parties = Parties::of(snapshot, &info);
     let conn = Arc::new(ConnState {
         shared,
         info,
         enforcement: ArcSwap::from_pointee(enforcement),
+        parties: ArcSwap::from_pointee(parties),
     });
     let _ = client.set_nodelay(true);
     let service = ServiceBuilder::new()

@@ -12,12 +12,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Method, Version};
-use sluice_identity::{Direction, Identity, PolicyRef};
+use sluice_identity::{Direction, PolicyRef};
 use sluice_l7::http::REDACTED;
 
 use super::super::proxy::{Shared, endpoint_of, push};
 use super::super::state::Snapshot;
-use crate::flow::{Flow, FlowVerdict, HttpEvent, HttpHeader, HttpVersion, Policy, Timestamp};
+use super::ConnInfo;
+use crate::flow::{
+    Endpoint, Flow, FlowVerdict, HttpEvent, HttpHeader, HttpVersion, Policy, Timestamp,
+};
+
+/// A connection's two ends as its flows show them, built once per policy generation
+/// (labels and names are formatted here, not per request).
+#[derive(Debug)]
+pub struct Parties {
+    pub generation: u32,
+    pub source: Arc<Endpoint>,
+    pub destination: Arc<Endpoint>,
+}
+
+impl Parties {
+    pub fn of(snapshot: &Snapshot, conn: &ConnInfo) -> Self {
+        let universe = snapshot.policy.universe();
+        Self {
+            generation: snapshot.generation,
+            source: endpoint_of(universe, conn.key.source, conn.peer.ip()),
+            destination: endpoint_of(universe, conn.key.destination, conn.destination.ip()),
+        }
+    }
+}
 
 /// Headers whose values are credentials.
 const SENSITIVE: [&str; 4] = [
@@ -29,8 +52,8 @@ const SENSITIVE: [&str; 4] = [
 
 /// What the flows of one request say; built once, used for both records.
 pub struct RequestRecord {
-    pub source: Identity,
-    pub destination: Identity,
+    /// The connection's two ends as flows show them.
+    pub parties: Arc<Parties>,
     pub source_addr: SocketAddr,
     pub destination_addr: SocketAddr,
     pub direction: Direction,
@@ -42,11 +65,10 @@ pub struct RequestRecord {
 
 impl RequestRecord {
     fn event<'a>(&'a self, shared: &'a Shared, snapshot: &Snapshot) -> HttpEvent<'a> {
-        let universe = snapshot.policy.universe();
         HttpEvent {
             node_name: &shared.node_name,
-            source: endpoint_of(universe, self.source, self.source_addr.ip()),
-            destination: endpoint_of(universe, self.destination, self.destination_addr.ip()),
+            source: self.parties.source.clone(),
+            destination: self.parties.destination.clone(),
             source_addr: self.source_addr,
             destination_addr: self.destination_addr,
             direction: self.direction,
