@@ -3,10 +3,11 @@
 #   direct     the client on the host (outside every enrolled cgroup), straight to the
 #              backend (the limit; allow-localhost lets the host in at L3/L4)
 #   nginx      the same client through nginx as a plain reverse proxy on the host
-#              (worker_processes 1, keep-alive upstream)
-#   haproxy    the same client through haproxy in HTTP mode (nbthread 1)
+#              (worker_processes auto: one per CPU, keep-alive upstream)
+#   haproxy    the same client through haproxy in HTTP mode (nbthread: one per CPU)
 #   sluice-10  the client in its pod (cgroup + netns): every request through sluice's
-#              HTTP engine with an L7 policy of 10 rules
+#              HTTP engine with an L7 policy of 10 rules (`sluice up` default: one
+#              worker thread per CPU)
 #   sluice-1k  the same with 1,000 rules
 # The backend is nginx (1 worker) answering a small body, inside the server pod.
 # Load: wrk -t1 -c32 (HTTP/1.1 keep-alive, closed loop) for rps and p50/p99; h2load -m10
@@ -109,7 +110,7 @@ YAML
 
 # Plain reverse proxies on the host, keep-alive to the backend.
 cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes auto;
 daemon off;
 pid $work/nginx.pid;
 error_log $work/nginx.err;
@@ -134,7 +135,7 @@ CONF
 cat > "$work/haproxy.cfg" <<CONF
 global
   maxconn 4000
-  nbthread 1
+  nbthread $(nproc)
 defaults
   mode http
   timeout connect 5s
@@ -236,10 +237,11 @@ for rep in $(seq "$reps"); do
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-dr=$(echo "${rps[direct]}" | median); nr=$(echo "${rps[nginx]}" | median); np=$(echo "${p99[nginx]}" | median)
+dr=$(echo "${rps[direct]:-}" | median); nr=$(echo "${rps[nginx]:-}" | median); np=$(echo "${p99[nginx]:-}" | median)
+ratio() { if [ -n "$2" ]; then echo "$1 / $2" | bc -l; else echo 0; fi; }
 printf '| target | req/s | vs nginx | vs direct | p50 µs | p99 µs | p99 vs nginx | proxy CPU µs/req | h2 req/s |\n|---|---|---|---|---|---|---|---|---|\n'
 for mode in "${modes[@]}"; do
   r=$(echo "${rps[$mode]}" | median); a=$(echo "${p50[$mode]}" | median); b=$(echo "${p99[$mode]}" | median)
   c=$(echo "${cpu[$mode]}" | median); h=$(echo "${h2[$mode]}" | median)
-  printf '| %s | %s | %.2f | %.2f | %s | %s | %.2f | %s | %s |\n' "$mode" "$r" "$(echo "$r / $nr" | bc -l)" "$(echo "$r / $dr" | bc -l)" "$a" "$b" "$(echo "$b / $np" | bc -l)" "$c" "$h"
+  printf '| %s | %s | %.2f | %.2f | %s | %s | %.2f | %s | %s |\n' "$mode" "$r" "$(ratio "$r" "$nr")" "$(ratio "$r" "$dr")" "$a" "$b" "$(ratio "$b" "$np")" "$c" "$h"
 done

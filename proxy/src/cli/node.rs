@@ -16,6 +16,10 @@ pub struct UpArgs {
     /// Do not print flows on stdout (they stay available to `sluice observe`).
     #[arg(long)]
     quiet: bool,
+    /// Threads serving the proxy, the HTTP engine and the DNS proxy; 0 (the default)
+    /// is one per CPU, like nginx's `worker_processes auto`.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -28,7 +32,13 @@ pub struct ExecArgs {
 }
 
 pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let workers = match args.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("sluice-worker")
         .enable_all()
         .build()
         .context("starting the runtime")?;
