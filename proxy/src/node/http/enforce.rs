@@ -120,7 +120,7 @@ where
                 Verdict::Denied { redact } => {
                     let redact: Vec<&str> = redact.iter().map(String::as_str).collect();
                     record.request(&conn.shared, &snapshot, false, &parts.headers, &redact);
-                    let response = respond::denied(grpc).map(full);
+                    let response = respond::denied(grpc, &snapshot.denied).map(full);
                     record.response(
                         &conn.shared,
                         &snapshot,

@@ -22,7 +22,7 @@
 mod enforce;
 mod forward;
 mod record;
-mod respond;
+pub(crate) mod respond;
 pub mod rules;
 mod secrets;
 mod upstream;
