@@ -32,7 +32,7 @@ use sluice_identity::Direction;
 
 /// Normalisation settings of the node's listener: plain TCP, defaults otherwise (escaped
 /// slashes refused, Cilium-sized limits; see `sluice_l7::http::normalize`).
-const NORMALIZE: NormalizeConfig = NormalizeConfig {
+pub(crate) const NORMALIZE: NormalizeConfig = NormalizeConfig {
     limits: sluice_l7::http::Limits {
         max_target_len: 8 << 10,
         max_header_count: 100,
