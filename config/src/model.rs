@@ -47,6 +47,49 @@ pub enum DnsRejectResponse {
     NxDomain,
 }
 
+/// The answer to an HTTP request `rules.http` deny (the status is always 403; a gRPC
+/// call gets PERMISSION_DENIED instead and none of this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpDenial {
+    /// The body as sent: it ends with a CRLF.
+    pub body: String,
+    pub content_type: String,
+}
+
+impl HttpDenial {
+    /// Cilium's body (spec §11): `Access denied` and a CRLF, 15 bytes.
+    pub const DEFAULT_BODY: &'static str = "Access denied\r\n";
+    pub const DEFAULT_CONTENT_TYPE: &'static str = "text/plain";
+    /// The largest `deniedBody` accepted, in bytes (before the CRLF sluice may append):
+    /// a denial is an answer, not a page, and every denied request carries it.
+    pub const MAX_BODY_LEN: usize = 4096;
+    /// The longest `deniedContentType` accepted.
+    pub const MAX_CONTENT_TYPE_LEN: usize = 255;
+
+    /// The body sent for a configured text, as Cilium's proxy builds it (cilium/proxy
+    /// `cilium/l7policy.cc`, `Config::Config`): empty means the default text, and a CRLF is
+    /// appended unless the text already ends with one.
+    pub fn body_from(text: Option<&str>) -> String {
+        let mut body = match text {
+            None | Some("") => return Self::DEFAULT_BODY.to_owned(),
+            Some(text) => text.to_owned(),
+        };
+        if !body.ends_with("\r\n") {
+            body.push_str("\r\n");
+        }
+        body
+    }
+}
+
+impl Default for HttpDenial {
+    fn default() -> Self {
+        Self {
+            body: Self::DEFAULT_BODY.to_owned(),
+            content_type: Self::DEFAULT_CONTENT_TYPE.to_owned(),
+        }
+    }
+}
+
 /// `NodeConfig` with its defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSettings {
@@ -60,6 +103,8 @@ pub struct NodeSettings {
     pub proxy_port: u16,
     pub dns_proxy_port: u16,
     pub dns_reject_response: DnsRejectResponse,
+    /// The HTTP engine's answer to a denied request (`spec.http`).
+    pub http_denial: HttpDenial,
     pub admin_socket: PathBuf,
     /// Labels of this node, selected by `nodeSelector` rules.
     pub node_labels: BTreeMap<String, String>,
@@ -85,6 +130,7 @@ impl Default for NodeSettings {
             proxy_port: Self::DEFAULT_PROXY_PORT,
             dns_proxy_port: Self::DEFAULT_DNS_PROXY_PORT,
             dns_reject_response: DnsRejectResponse::Refused,
+            http_denial: HttpDenial::default(),
             admin_socket: PathBuf::from(Self::DEFAULT_ADMIN_SOCKET),
             node_labels: BTreeMap::new(),
         }

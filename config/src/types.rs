@@ -572,6 +572,8 @@ pub struct NodeConfigSpec {
     pub node_labels: Option<BTreeMap<String, String>>,
     /// The DNS proxy's behaviour.
     pub dns: Option<DnsSettings>,
+    /// The HTTP engine's own answers.
+    pub http: Option<HttpSettings>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -580,6 +582,17 @@ pub struct DnsSettings {
     /// `refused` (default) or `nxdomain`: the answer to a query `rules.dns` does not
     /// allow (Cilium's `tofqdns-dns-reject-response-code`, `refused` / `nameError`).
     pub reject_response: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSettings {
+    /// The body of the 403 answer to a request `rules.http` deny (Cilium's
+    /// `http-403-msg`); empty or absent means `Access denied`, and a CRLF is appended
+    /// when the text does not end with one, as Cilium's proxy does.
+    pub denied_body: Option<String>,
+    /// The `content-type` of that answer; `text/plain` when absent.
+    pub denied_content_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

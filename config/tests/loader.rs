@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use common::*;
 use sluice_config::types::LabelSelector;
 use sluice_config::{
-    DnsRejectResponse, EnforcementMode, LoadError, Policy, PolicyKind, RejectedPolicy,
+    DnsRejectResponse, EnforcementMode, HttpDenial, LoadError, Policy, PolicyKind, RejectedPolicy,
     RejectedSubject, load,
 };
 
@@ -708,6 +708,73 @@ fn dns_reject_response_defaults_to_refused_and_refuses_unknown_values() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].starts_with("node.yaml:5:9: spec.dns") && errors[0].contains("rejectCode"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn http_denied_body_is_cilium_403_text_unless_configured() {
+    let node = "apiVersion: sluice.io/v1alpha1\nkind: NodeConfig\nmetadata: {name: node}\n";
+    // Cilium's default (spec §11): 15 bytes, text/plain.
+    let default = load_ok("node.yaml", node).node.http_denial;
+    assert_eq!(default.body, "Access denied\r\n");
+    assert_eq!(default.content_type, "text/plain");
+
+    // Expected bodies: cilium/proxy cilium/l7policy.cc appends a CRLF unless the text
+    // ends with one, and an empty text is the default.
+    let cases = [
+        ("Go away", "Go away\r\n"),
+        ("Go away\\r\\n", "Go away\r\n"),
+        ("Go away\\n", "Go away\n\r\n"),
+        ("", "Access denied\r\n"),
+    ];
+    for (yaml_text, sent) in cases {
+        let text = format!("{node}spec:\n  http: {{deniedBody: \"{yaml_text}\"}}\n");
+        assert_eq!(
+            load_ok("node.yaml", &text).node.http_denial.body,
+            sent,
+            "{yaml_text:?}"
+        );
+    }
+    let text = format!(
+        "{node}spec:\n  http:\n    deniedBody: |\n      {{\"error\": \"denied\"}}\n    deniedContentType: application/json\n"
+    );
+    let denial = load_ok("node.yaml", &text).node.http_denial;
+    assert_eq!(
+        denial,
+        HttpDenial {
+            body: "{\"error\": \"denied\"}\n\r\n".into(),
+            content_type: "application/json".into(),
+        }
+    );
+}
+
+#[test]
+fn http_denied_body_too_big_or_of_the_wrong_type_is_refused_with_its_place() {
+    let node = "apiVersion: sluice.io/v1alpha1\nkind: NodeConfig\nmetadata: {name: node}\n";
+    let big = format!(
+        "{node}spec:\n  http: {{deniedBody: \"{}\"}}\n",
+        "x".repeat(HttpDenial::MAX_BODY_LEN + 1)
+    );
+    assert_eq!(
+        load_err("node.yaml", &big),
+        [
+            "node.yaml:5:22: spec.http.deniedBody: deniedBody is 4097 bytes, more than the \
+          limit of 4096 (4 KiB): a denial is sent with every denied request; keep it short"
+        ]
+    );
+    let list = format!("{node}spec:\n  http:\n    deniedBody: [Access, denied]\n");
+    let errors = load_err("node.yaml", &list);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("node.yaml:6:17: spec.http.deniedBody: "),
+        "{errors:?}"
+    );
+    let typo = format!("{node}spec:\n  http: {{deniedMessage: nope}}\n");
+    let errors = load_err("node.yaml", &typo);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("node.yaml:5:10: spec.http") && errors[0].contains("deniedMessage"),
         "{errors:?}"
     );
 }

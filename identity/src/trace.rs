@@ -3,15 +3,19 @@
 
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
 use ipnet::IpNet;
 use serde::Serialize;
 use sluice_config::Config;
+use sluice_config::types::FqdnSelector;
+use sluice_l7::dns::{DnsPatternSet, FqdnPattern};
 
 use crate::identity::{Entity, Identity};
 use crate::labels::{Label, LabelSet, LabelSource, meta};
 use crate::policy::{
     AuthMode, CompileError, CompiledPolicy, Decision, Direction, DropReason, L7Policy, PolicyRef,
-    Verdict,
+    Verdict, fqdn_peers,
 };
 use crate::ports::Protocol;
 use crate::universe::{Endpoint, IdentityKind};
@@ -159,6 +163,15 @@ pub struct AuthTrace {
 
 /// Answers a trace query against a configuration.
 pub fn trace(config: &Config, query: &TraceQuery) -> Result<TraceResult, TraceError> {
+    trace_with_policy(config, query).map(|(result, _)| result)
+}
+
+/// [`trace`], also handing back the policy it compiled (with the query's hypothetical
+/// endpoints), for callers that go on to decide L7 requests on the same identities.
+pub fn trace_with_policy(
+    config: &Config,
+    query: &TraceQuery,
+) -> Result<(TraceResult, CompiledPolicy), TraceError> {
     let mut extra = Vec::new();
     for spec in [&query.from, &query.to] {
         if let PartySpec::Labels(labels) = spec {
@@ -240,7 +253,7 @@ pub fn trace(config: &Config, query: &TraceQuery) -> Result<TraceResult, TraceEr
             })
         })
         .collect();
-    Ok(TraceResult {
+    let result = TraceResult {
         verdict,
         drop_reason,
         drop_reason_desc: drop_reason.map(DropReason::desc),
@@ -258,7 +271,67 @@ pub fn trace(config: &Config, query: &TraceQuery) -> Result<TraceResult, TraceEr
             assumed_authenticated: query.authenticated,
         },
         policy_errors: policy.diagnostics.iter().map(ToString::to_string).collect(),
-    })
+    };
+    Ok((result, policy))
+}
+
+/// A `toFQDNs` selector of an endpoint's egress rules that selects a name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FqdnSelectorMatch {
+    pub policy: Arc<PolicyRef>,
+    /// `matchName` or `matchPattern`, as written.
+    #[serde(flatten)]
+    pub selector: FqdnSelector,
+    /// The ports its entry allows (`443/TCP`); empty: every port.
+    pub ports: Vec<String>,
+}
+
+/// The `toFQDNs` selectors of the egress rules selecting `endpoint` that select `name`,
+/// with `toFQDNs` semantics ([`FqdnPattern::matches`]: lowercase, trailing dot optional).
+/// Empty when `endpoint` is not an endpoint of `policy`.
+///
+/// Rules of policies rejected while resolving are listed too: their endpoint fails
+/// closed anyway, which the L3/L4 verdict says.
+pub fn to_fqdns_selecting(
+    config: &Config,
+    policy: &CompiledPolicy,
+    endpoint: Identity,
+    name: &str,
+) -> Vec<FqdnSelectorMatch> {
+    let universe = policy.universe();
+    if universe.endpoints_of(endpoint).next().is_none() {
+        return Vec::new();
+    }
+    let Some(info) = universe.identity(endpoint) else {
+        return Vec::new();
+    };
+    let mut candidates = Vec::new();
+    let mut patterns = Vec::new();
+    for peers in fqdn_peers(config) {
+        if !peers.subject.selects(endpoint, &info.labels) {
+            continue;
+        }
+        for selector in &peers.selectors {
+            // Validation refused invalid selectors along with their policy.
+            let Ok(pattern) = FqdnPattern::from_selector(
+                selector.match_name.as_deref(),
+                selector.match_pattern.as_deref(),
+            ) else {
+                continue;
+            };
+            patterns.push(pattern);
+            candidates.push(FqdnSelectorMatch {
+                policy: peers.origin.clone(),
+                selector: selector.clone(),
+                ports: peers.ports.clone(),
+            });
+        }
+    }
+    let set = DnsPatternSet::new(patterns);
+    set.matches(name)
+        .into_iter()
+        .filter_map(|i| candidates.get(i).cloned())
+        .collect()
 }
 
 /// A hypothetical pod's labels: namespace meta labels and the local cluster are added
@@ -424,5 +497,104 @@ mod tests {
         for bad in ["", "frontend", "a/b/c", "/x", "x/", ","] {
             assert!(PartySpec::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    const FQDN_CONFIG: &str = r#"
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {name: billing, namespace: pay, labels: {app: billing}}
+spec: {addresses: ["10.1.0.2"]}
+---
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {name: other, namespace: pay, labels: {app: other}}
+spec: {addresses: ["10.1.0.3"]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: billing-egress, namespace: pay}
+specs:
+- endpointSelector: {matchLabels: {app: billing}}
+  egress:
+  - toFQDNs: [{matchName: api.stripe.com}, {matchPattern: "*.amazonaws.com"}]
+    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+- endpointSelector: {matchLabels: {app: billing}}
+  egress:
+  - toFQDNs: [{matchPattern: "**.example.com"}]
+- endpointSelector: {matchLabels: {app: other}}
+  egress:
+  - toFQDNs: [{matchName: api.stripe.com}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: everyone-to-status}
+spec:
+  endpointSelector: {}
+  egress:
+  - toFQDNs: [{matchPattern: "status.*.io"}]
+"#;
+
+    #[test]
+    fn to_fqdns_selectors_of_the_source_that_select_a_name() {
+        let config = sluice_config::load_str("fqdn.yaml", FQDN_CONFIG).unwrap();
+        assert!(config.diagnostics.is_empty(), "{:?}", config.diagnostics);
+        let policy = CompiledPolicy::compile(&config).unwrap();
+        let billing = policy
+            .universe()
+            .endpoint("pay", "billing")
+            .unwrap()
+            .identity;
+        let selected = |name: &str| -> Vec<String> {
+            to_fqdns_selecting(&config, &policy, billing, name)
+                .iter()
+                .map(|m| {
+                    let sel = m.selector.match_name.as_deref().map_or_else(
+                        || {
+                            format!(
+                                "pattern {}",
+                                m.selector.match_pattern.as_deref().unwrap_or("")
+                            )
+                        },
+                        |n| format!("name {n}"),
+                    );
+                    format!("{} {sel} {}", m.policy.name, m.ports.join(","))
+                })
+                .collect()
+        };
+        // Expected: spec §14 matching (lowercase, trailing dot optional; `*` within one
+        // label; a leading `**.` one or more labels); only rules selecting billing.
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "api.stripe.com",
+                &["billing-egress name api.stripe.com 443/TCP"],
+            ),
+            (
+                "API.Stripe.COM.",
+                &["billing-egress name api.stripe.com 443/TCP"],
+            ),
+            (
+                "sqs.amazonaws.com",
+                &["billing-egress pattern *.amazonaws.com 443/TCP"],
+            ),
+            ("amazonaws.com", &[]),
+            ("s3.eu-west-1.amazonaws.com", &[]),
+            (
+                "a.b.example.com",
+                &["billing-egress pattern **.example.com "],
+            ),
+            ("example.com", &[]),
+            (
+                "status.cilium.io",
+                &["everyone-to-status pattern status.*.io "],
+            ),
+            ("api.stripe.com.evil.test", &[]),
+        ];
+        for (name, want) in cases {
+            assert_eq!(selected(name), *want, "{name}");
+        }
+        // Not an endpoint: no egress policy, nothing listed.
+        assert!(
+            to_fqdns_selecting(&config, &policy, Identity::WORLD_IPV4, "api.stripe.com").is_empty()
+        );
     }
 }

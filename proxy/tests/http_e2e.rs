@@ -391,6 +391,48 @@ fn http_rules_are_enforced_per_request_with_flows() {
 }
 
 #[test]
+fn the_denial_body_is_node_configs_and_follows_a_reload() {
+    let _turn = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = http_scenario_dir("http-denied-body");
+    let file = dir.join("config/all.yaml");
+    let with_http = |http: &str| {
+        config(&dir).replace(
+            "  nodeName: http-e2e-node\n",
+            &format!("  nodeName: http-e2e-node\n  http: {http}\n"),
+        )
+    };
+    std::fs::write(
+        &file,
+        with_http(r#"{deniedBody: '{"error": "denied"}', deniedContentType: application/json}"#),
+    )
+    .unwrap();
+    let node = Node::start(&dir);
+    let admin = format!("http://{BACKEND}:8080/admin");
+    eventually("frontend reaches the echo backend", || {
+        status(&[], &format!("http://{BACKEND}:8080/api/users")) == 200
+    });
+    // A CRLF is appended, as Cilium's proxy does.
+    assert_eq!(body(&[], &admin), "{\"error\": \"denied\"}\r\n");
+    let head = body(
+        &["-o", "/dev/null", "-w", "%{http_code} %{content_type}"],
+        &admin,
+    );
+    assert_eq!(head, "403 application/json");
+
+    // The files are watched: a new body applies to the next denial, on a live node.
+    std::fs::write(&file, with_http("{deniedBody: Go away}")).unwrap();
+    eventually("the reloaded body", || body(&[], &admin) == "Go away\r\n");
+    let head = body(
+        &["-o", "/dev/null", "-w", "%{http_code} %{content_type}"],
+        &admin,
+    );
+    assert_eq!(head, "403 text/plain");
+
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn grpc_calls_are_decided_per_method() {
     let _turn = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
     let dir = http_scenario_dir("http-grpc");

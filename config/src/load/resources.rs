@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 
 use crate::diag::{FieldPath, Issue};
-use crate::model::{DnsRejectResponse, EnforcementMode, NodeSettings};
+use crate::model::{DnsRejectResponse, EnforcementMode, HttpDenial, NodeSettings};
 use crate::types::{
     CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, ObjectMeta, Secret, Service,
     Workload,
@@ -103,6 +103,13 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
             ));
         }
     };
+    let http = spec.http.clone().unwrap_or_default();
+    let http_denial = HttpDenial {
+        body: HttpDenial::body_from(http.denied_body.as_deref()),
+        content_type: http
+            .denied_content_type
+            .unwrap_or_else(|| HttpDenial::DEFAULT_CONTENT_TYPE.to_owned()),
+    };
     let proxy = spec.proxy.clone().unwrap_or_default();
     Ok(NodeSettings {
         cluster_name: spec.cluster_name.clone().unwrap_or(defaults.cluster_name),
@@ -114,6 +121,7 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
         proxy_port: proxy.port.unwrap_or(defaults.proxy_port),
         dns_proxy_port: proxy.dns_port.unwrap_or(defaults.dns_proxy_port),
         dns_reject_response,
+        http_denial,
         admin_socket: proxy
             .admin_socket
             .map_or(defaults.admin_socket, PathBuf::from),

@@ -11,8 +11,8 @@ use super::cidr::{self, BareIp};
 use super::names::{self, LabelKeys};
 use super::selector::{self, NameRule};
 use crate::diag::FieldPath;
-use crate::model::NodeSettings;
-use crate::types::{CidrGroup, Namespace, NodeConfig, Service, Workload};
+use crate::model::{HttpDenial, NodeSettings};
+use crate::types::{CidrGroup, HttpSettings, Namespace, NodeConfig, Service, Workload};
 
 /// Cilium's limit on `cluster-name`.
 const CLUSTER_NAME_MAX: usize = 32;
@@ -214,6 +214,9 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
             ),
         );
     }
+    if let Some(http) = &spec.http {
+        http_settings(http, &at.key("http"), report);
+    }
     if let Some(proxy) = &spec.proxy {
         let p_at = at.key("proxy");
         for (key, value) in [("port", proxy.port), ("dnsPort", proxy.dns_port)] {
@@ -252,6 +255,75 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
             );
         }
     }
+}
+
+/// `spec.http`: the 403 answer's body and content type.
+fn http_settings(http: &HttpSettings, at: &FieldPath, report: &mut Report) {
+    if let Some(body) = &http.denied_body
+        && body.len() > HttpDenial::MAX_BODY_LEN
+    {
+        report.add(
+            &at.key("deniedBody"),
+            format!(
+                "deniedBody is {} bytes, more than the limit of {} (4 KiB): a denial is sent with every denied request; keep it short",
+                body.len(),
+                HttpDenial::MAX_BODY_LEN
+            ),
+        );
+    }
+    if let Some(ct) = &http.denied_content_type
+        && let Err(reason) = media_type(ct)
+    {
+        report.add(
+            &at.key("deniedContentType"),
+            format!(
+                "invalid deniedContentType {}: {reason}",
+                go_quote(truncated(ct, HttpDenial::MAX_CONTENT_TYPE_LEN))
+            ),
+        );
+    }
+}
+
+/// A `content-type` value: `type/subtype`, optionally followed by `;` and parameters, in
+/// characters a header value may carry (RFC 9110 §8.3.1, §5.5).
+fn media_type(ct: &str) -> Result<(), String> {
+    const EXAMPLE: &str =
+        "write a media type such as \"text/plain\" or \"text/html; charset=utf-8\"";
+    if ct.len() > HttpDenial::MAX_CONTENT_TYPE_LEN {
+        return Err(format!(
+            "it is {} bytes, more than the limit of {}",
+            ct.len(),
+            HttpDenial::MAX_CONTENT_TYPE_LEN
+        ));
+    }
+    if !ct
+        .bytes()
+        .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        return Err(format!(
+            "a header value carries only visible ASCII, spaces and tabs; {EXAMPLE}"
+        ));
+    }
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    match essence.split_once('/') {
+        Some((kind, sub)) if token(kind) && token(sub) => Ok(()),
+        _ => Err(format!("it is not type/subtype; {EXAMPLE}")),
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary (an error quotes the start of a
+/// long value, not all of it).
+fn truncated(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// A SPIFFE trust domain name (SPIFFE ID spec §2.1): lowercase letters, digits, `.`, `-`, `_`.

@@ -19,6 +19,7 @@ pub use resolve::{
     CompileError, CompiledPolicy, DirectionPolicy, EndpointPolicy, KernelAction, KernelPolicy,
     KernelRule, Outcome, PortLookup,
 };
+pub(crate) use rules::fqdn_peers;
 pub use table::{L7Kind, L7Policy, L7Rule, L7RuleSet, PortVerdict};
 pub use verdict::{AuthMode, Decision, DecisionKind, DropReason, Verdict};
 

@@ -572,10 +572,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn subject_matches(&self, subject: &Subject, endpoint: Identity, labels: &LabelSet) -> bool {
-        match subject {
-            Subject::Endpoints(sel) => endpoint != Identity::HOST && sel.matches(labels),
-            Subject::Nodes(sel) => endpoint == Identity::HOST && sel.matches(labels),
-        }
+        subject.selects(endpoint, labels)
     }
 
     fn resolve_endpoint(&self, endpoint: Identity) -> Result<EndpointPolicy, Conflict> {

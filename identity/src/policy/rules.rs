@@ -10,16 +10,16 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use sluice_config::types::{
-    CidrRule, CiliumPolicy, EgressRule, IcmpRule, IngressRule, LabelSelector, NetworkPolicy,
-    NetworkPolicyPeer, NetworkPolicyPort, PortRule, Rule as CiliumRule, ServiceRef,
+    CidrRule, CiliumPolicy, EgressRule, FqdnSelector, IcmpRule, IngressRule, LabelSelector,
+    NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, PortRule, Rule as CiliumRule, ServiceRef,
 };
 use sluice_config::{Config, Policy, PolicyKind, RejectedPolicy};
 
 use super::PolicyRef;
 use super::table::{L7Rule, L7RuleSet};
 use super::verdict::AuthMode;
-use crate::identity::Entity;
-use crate::labels::{LabelKey, LabelSource, meta};
+use crate::identity::{Entity, Identity};
+use crate::labels::{LabelKey, LabelSet, LabelSource, meta};
 use crate::ports::{PortRange, Protocol, icmp_type_number};
 use crate::selector::{Requirement, Selector};
 
@@ -30,6 +30,16 @@ pub(crate) enum Subject {
     Endpoints(Selector),
     /// The host endpoint (`nodeSelector`, host firewall).
     Nodes(Selector),
+}
+
+impl Subject {
+    /// Whether the rule applies to `endpoint`, whose labels are `labels`.
+    pub(crate) fn selects(&self, endpoint: Identity, labels: &LabelSet) -> bool {
+        match self {
+            Self::Endpoints(sel) => endpoint != Identity::HOST && sel.matches(labels),
+            Self::Nodes(sel) => endpoint == Identity::HOST && sel.matches(labels),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -180,10 +190,7 @@ impl Context<'_> {
         p: &CiliumPolicy,
         out: &mut Translation,
     ) {
-        let namespace = match origin.kind {
-            k if k == PolicyKind::CiliumNetworkPolicy.as_str() => p.metadata.namespace.as_deref(),
-            _ => None,
-        };
+        let namespace = cilium_namespace(origin, p);
         for rule in p.spec.iter().chain(p.specs.iter().flatten()) {
             if let Some(r) = self.cilium_rule(index, origin, namespace, rule, out) {
                 out.rules.push(r);
@@ -199,11 +206,7 @@ impl Context<'_> {
         rule: &CiliumRule,
         out: &mut Translation,
     ) -> Option<Rule> {
-        let subject = match (&rule.endpoint_selector, &rule.node_selector) {
-            (Some(sel), _) => Subject::Endpoints(subject_selector(sel, namespace)),
-            (None, Some(sel)) => Subject::Nodes(Selector::from_config(sel)),
-            (None, None) => return None,
-        };
+        let subject = cilium_subject(rule, namespace)?;
         let ingress = has_any(&rule.ingress) || has_any(&rule.ingress_deny);
         let egress = has_any(&rule.egress) || has_any(&rule.egress_deny);
         let dd = rule.enable_default_deny.as_ref();
@@ -701,6 +704,82 @@ fn entry(
         },
         auth: auth.and_then(|a| AuthMode::parse(&a.mode)),
     }
+}
+
+/// The namespace a CNP's selectors are scoped to; `None` for a CCNP.
+fn cilium_namespace<'a>(origin: &PolicyRef, p: &'a CiliumPolicy) -> Option<&'a str> {
+    match origin.kind {
+        k if k == PolicyKind::CiliumNetworkPolicy.as_str() => p.metadata.namespace.as_deref(),
+        _ => None,
+    }
+}
+
+/// Whom one rule of a CNP / CCNP applies to; `None` without a subject selector.
+fn cilium_subject(rule: &CiliumRule, namespace: Option<&str>) -> Option<Subject> {
+    match (&rule.endpoint_selector, &rule.node_selector) {
+        (Some(sel), _) => Some(Subject::Endpoints(subject_selector(sel, namespace))),
+        (None, Some(sel)) => Some(Subject::Nodes(Selector::from_config(sel))),
+        (None, None) => None,
+    }
+}
+
+/// The `toFQDNs` list of one egress allow, with its rule's subject and the entry's ports.
+#[derive(Debug, Clone)]
+pub(crate) struct FqdnPeers {
+    pub origin: Arc<PolicyRef>,
+    pub subject: Subject,
+    pub selectors: Vec<FqdnSelector>,
+    /// The entry's `toPorts` as written (`443/TCP`, `8000-8100/ANY`); empty: every port.
+    pub ports: Vec<String>,
+}
+
+/// Every `toFQDNs` list of the valid CNPs and CCNPs (KNPs have none; deny sections may not
+/// carry one). Kept as written: the translated peers lose whether a selector was a
+/// `matchName` or a `matchPattern`, which a user reading a trace wants to see.
+pub(crate) fn fqdn_peers(config: &Config) -> Vec<FqdnPeers> {
+    let mut out = Vec::new();
+    for doc in &config.policies {
+        let Policy::Cilium(p) = &doc.resource else {
+            continue;
+        };
+        let policy = &doc.resource;
+        let origin = Arc::new(PolicyRef::new(
+            policy.kind(),
+            policy.namespace(),
+            policy.name(),
+        ));
+        let namespace = cilium_namespace(&origin, p);
+        for rule in p.spec.iter().chain(p.specs.iter().flatten()) {
+            let Some(subject) = cilium_subject(rule, namespace) else {
+                continue;
+            };
+            for entry in rule.egress.iter().flatten() {
+                let Some(selectors) = &entry.to_fqdns else {
+                    continue;
+                };
+                let ports = entry
+                    .to_ports
+                    .iter()
+                    .flatten()
+                    .flat_map(|r| r.ports.iter().flatten())
+                    .map(|p| {
+                        let proto = p.protocol.as_deref().unwrap_or("ANY");
+                        match p.end_port {
+                            Some(end) => format!("{}-{end}/{proto}", p.port),
+                            None => format!("{}/{proto}", p.port),
+                        }
+                    })
+                    .collect();
+                out.push(FqdnPeers {
+                    origin: origin.clone(),
+                    subject: subject.clone(),
+                    selectors: selectors.clone(),
+                    ports,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// A subject selector: a CNP's is limited to its namespace (a namespace match the user

@@ -5,9 +5,9 @@
 //! serve the proxy port on the pods' gateway address, the admin socket, and flows.
 //! SIGHUP reloads the configuration; Ctrl-C / SIGTERM removes everything created.
 
-mod dns;
+pub(crate) mod dns;
 mod events;
-mod http;
+pub(crate) mod http;
 pub mod pods;
 pub mod proxy;
 mod splice;

@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 use sluice_config::{Config, Diagnostic, LoadError, load};
 use sluice_identity::CompiledPolicy;
 
+use super::http::respond::DeniedResponse;
+
 /// One immutable policy generation.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -19,6 +21,8 @@ pub struct Snapshot {
     /// Stamped on every verdict written to the kernel; the kernel ignores verdicts of
     /// other generations, which is how a reload invalidates them all at once.
     pub generation: u32,
+    /// The HTTP engine's 403 (`NodeConfig.spec.http`), built once for this snapshot.
+    pub denied: DeniedResponse,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,7 @@ pub fn compile(paths: &[PathBuf], generation: u32) -> Result<Snapshot, ReloadErr
     };
     let policy = CompiledPolicy::compile(&config)?;
     Ok(Snapshot {
+        denied: DeniedResponse::new(&config.node.http_denial),
         config: Arc::new(config),
         policy: Arc::new(policy),
         generation,

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::types::{
-    CidrGroup, CidrGroupSpec, DnsSettings, Namespace, NodeConfig, NodeConfigSpec, ProxyPorts,
-    RunSpec, Service, ServicePort, ServiceSpec, Workload, WorkloadPort, WorkloadSpec,
+    CidrGroup, CidrGroupSpec, DnsSettings, HttpSettings, Namespace, NodeConfig, NodeConfigSpec,
+    ProxyPorts, RunSpec, Service, ServicePort, ServiceSpec, Workload, WorkloadPort, WorkloadSpec,
 };
 use crate::validate::{cidr_group, namespace, node_config, service, workload};
 
@@ -181,6 +181,15 @@ fn node_configs() {
             ..NodeConfigSpec::default()
         })
     };
+    let http = |body: Option<&str>, content_type: Option<&str>| {
+        nc(NodeConfigSpec {
+            http: Some(HttpSettings {
+                denied_body: body.map(str::to_owned),
+                denied_content_type: content_type.map(str::to_owned),
+            }),
+            ..NodeConfigSpec::default()
+        })
+    };
     let cases = vec![
         case(
             "sluice NodeConfig: all fields valid",
@@ -200,8 +209,41 @@ fn node_configs() {
                 dns: Some(DnsSettings {
                     reject_response: Some("nxdomain".into()),
                 }),
+                http: Some(HttpSettings {
+                    denied_body: Some("Denied by policy; see https://wiki.example/l7".into()),
+                    denied_content_type: Some("text/plain; charset=utf-8".into()),
+                }),
             }),
             &[],
+        ),
+        case(
+            "sluice NodeConfig: deniedBody up to 4 KiB",
+            http(Some(&"x".repeat(4096)), None),
+            &[],
+        ),
+        case(
+            "sluice NodeConfig: deniedBody over 4 KiB",
+            http(Some(&"x".repeat(4097)), None),
+            &[(
+                "spec.http.deniedBody",
+                "deniedBody is 4097 bytes, more than the limit of 4096 (4 KiB): a denial is sent with every denied request; keep it short",
+            )],
+        ),
+        case(
+            "RFC 9110 §8.3.1: a content type is type/subtype",
+            http(None, Some("html")),
+            &[(
+                "spec.http.deniedContentType",
+                "invalid deniedContentType \"html\": it is not type/subtype; write a media type such as \"text/plain\" or \"text/html; charset=utf-8\"",
+            )],
+        ),
+        case(
+            "RFC 9110 §5.5: a header value has no line breaks",
+            http(None, Some("text/plain\r\nx-injected: 1")),
+            &[(
+                "spec.http.deniedContentType",
+                "invalid deniedContentType \"text/plain\\r\\nx-injected: 1\": a header value carries only visible ASCII, spaces and tabs; write a media type such as \"text/plain\" or \"text/html; charset=utf-8\"",
+            )],
         ),
         case(
             "spec §6 allow-localhost: always or policy",

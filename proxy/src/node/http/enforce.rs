@@ -33,7 +33,7 @@ use sluice_identity::Direction;
 
 /// Normalisation settings of the node's listener: plain TCP, defaults otherwise (escaped
 /// slashes refused, Cilium-sized limits; see `sluice_l7::http::normalize`).
-const NORMALIZE: NormalizeConfig = NormalizeConfig {
+pub(crate) const NORMALIZE: NormalizeConfig = NormalizeConfig {
     limits: sluice_l7::http::Limits {
         max_target_len: 8 << 10,
         max_header_count: 100,
@@ -121,7 +121,7 @@ where
                 Verdict::Denied { redact } => {
                     let redact: Vec<&str> = redact.iter().map(String::as_str).collect();
                     record.request(&conn.shared, &snapshot, false, &parts.headers, &redact);
-                    let response = respond::denied(grpc).map(full);
+                    let response = respond::denied(grpc, &snapshot.denied).map(full);
                     record.response(
                         &conn.shared,
                         &snapshot,

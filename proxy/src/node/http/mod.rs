@@ -19,12 +19,12 @@
 //! [`H2_KEEPALIVE_TIMEOUT`]. A slow body is not limited here: it holds one stream and
 //! flows as fast as the upstream takes it, as a spliced connection would.
 
-mod enforce;
+pub(crate) mod enforce;
 mod forward;
 mod record;
-mod respond;
+pub(crate) mod respond;
 pub mod rules;
-mod secrets;
+pub(crate) mod secrets;
 mod upstream;
 
 use std::net::{IpAddr, SocketAddr};

@@ -6,10 +6,47 @@ use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
+use sluice_config::HttpDenial;
 use sluice_l7::http::RequestRejection;
+use tracing::warn;
 
-/// Cilium's denial body (spec §11): `Access denied` and a CRLF, 15 bytes.
-pub const ACCESS_DENIED: &str = "Access denied\r\n";
+/// The 403 of a denied request, as `NodeConfig.spec.http` sets it (Cilium's
+/// `Access denied` and a CRLF by default, spec §11). Built once per policy snapshot, so a
+/// denial copies no body and parses no header; a reload brings a new one.
+#[derive(Debug, Clone)]
+pub struct DeniedResponse {
+    body: Bytes,
+    content_type: HeaderValue,
+}
+
+impl DeniedResponse {
+    pub fn new(settings: &HttpDenial) -> Self {
+        // Validation checked the content type; should one slip through, the denial
+        // still goes out, as text/plain.
+        let content_type = HeaderValue::from_str(&settings.content_type).unwrap_or_else(|_| {
+            warn!(content_type = %settings.content_type, "deniedContentType is not a header value; using text/plain");
+            HeaderValue::from_static(HttpDenial::DEFAULT_CONTENT_TYPE)
+        });
+        Self {
+            body: Bytes::from(settings.body.clone()),
+            content_type,
+        }
+    }
+
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    pub fn content_type(&self) -> &HeaderValue {
+        &self.content_type
+    }
+}
+
+impl Default for DeniedResponse {
+    fn default() -> Self {
+        Self::new(&HttpDenial::default())
+    }
+}
 
 /// gRPC's PERMISSION_DENIED, the mapping of 403 (spec §12).
 const GRPC_PERMISSION_DENIED: &str = "7";
@@ -34,7 +71,7 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 /// response — HTTP 200, `grpc-status: 7` in the only HEADERS frame — because gRPC clients
 /// read the status from there and would report a bare 403 as UNIMPLEMENTED or
 /// UNAVAILABLE, hiding that policy refused it.
-pub fn denied(grpc: bool) -> Response<Full<Bytes>> {
+pub fn denied(grpc: bool, answer: &DeniedResponse) -> Response<Full<Bytes>> {
     if grpc {
         let mut r = Response::new(Full::new(Bytes::new()));
         let h = r.headers_mut();
@@ -46,10 +83,10 @@ pub fn denied(grpc: bool) -> Response<Full<Bytes>> {
         h.insert("grpc-message", HeaderValue::from_static(GRPC_ACCESS_DENIED));
         r
     } else {
-        let mut r = Response::new(Full::new(Bytes::from_static(ACCESS_DENIED.as_bytes())));
+        let mut r = Response::new(Full::new(answer.body.clone()));
         *r.status_mut() = StatusCode::FORBIDDEN;
         r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            .insert(CONTENT_TYPE, answer.content_type.clone());
         r
     }
 }
@@ -114,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_denial_is_cilium_403_text() {
-        let r = denied(false);
+        let r = denied(false, &DeniedResponse::default());
         assert_eq!(r.status(), 403);
         assert_eq!(r.headers()[CONTENT_TYPE], "text/plain");
         let b = body(r);
@@ -123,8 +160,29 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_denial_sends_its_body_and_content_type_and_grpc_ignores_them() {
+        let answer = DeniedResponse::new(&HttpDenial {
+            body: "{\"error\":\"denied\"}\r\n".into(),
+            content_type: "application/json".into(),
+        });
+        let r = denied(false, &answer);
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(&body(r)[..], b"{\"error\":\"denied\"}\r\n");
+        let r = denied(true, &answer);
+        assert_eq!(r.headers()["grpc-message"], "Access denied");
+        assert!(body(r).is_empty());
+        // Not a header value: the denial still goes out, as text/plain.
+        let answer = DeniedResponse::new(&HttpDenial {
+            body: "no\r\n".into(),
+            content_type: "text/plain\r\nx: y".into(),
+        });
+        assert_eq!(denied(false, &answer).headers()[CONTENT_TYPE], "text/plain");
+    }
+
+    #[test]
     fn a_grpc_denial_is_trailers_only_permission_denied() {
-        let r = denied(true);
+        let r = denied(true, &DeniedResponse::default());
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["grpc-status"], "7");
         assert_eq!(r.headers()["grpc-message"], "Access denied");

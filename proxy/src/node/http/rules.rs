@@ -193,8 +193,14 @@ impl Hash for RulesKey {
     }
 }
 
-impl RuleCache {
-    fn side(&self, snapshot: &Snapshot, direction: Direction, decision: &Decision) -> Side {
+impl Side {
+    /// One side from its decision; `compile` turns its HTTP rules into a set (through the
+    /// node's [`RuleCache`], or directly for `policy trace`).
+    fn build(
+        direction: Direction,
+        decision: &Decision,
+        compile: impl FnOnce(&L7Policy) -> Arc<CompiledRules>,
+    ) -> Self {
         let denied = decision.verdict == Verdict::Denied
             // Authentication cannot be done yet; such connections were refused at accept,
             // and one that became auth-required through a reload is refused here.
@@ -203,18 +209,30 @@ impl RuleCache {
             (Arc::new(CompiledRules::deny_all()), true)
         } else {
             match &decision.l7 {
-                Some(l7) if l7.kind == L7Kind::Http => (self.compiled(snapshot, l7), true),
+                Some(l7) if l7.kind == L7Kind::Http => (compile(l7), true),
                 // An L4-only allow, an audited drop (L7 rules keep enforcing in audit mode;
                 // here there are none), or rules of another parser on the other side.
                 _ => (Arc::new(CompiledRules::unrestricted()), false),
             }
         };
-        Side {
+        Self {
             direction,
             rules,
             has_l7,
             allowed_by: decision.allowed_by.clone(),
         }
+    }
+
+    /// One side as the node would build it, compiled on the spot with `secrets`: for
+    /// `policy trace`, which decides one request and keeps nothing.
+    pub fn uncached(direction: Direction, decision: &Decision, secrets: &SecretStore) -> Self {
+        Self::build(direction, decision, |l7| Arc::new(compile(l7, secrets)))
+    }
+}
+
+impl RuleCache {
+    fn side(&self, snapshot: &Snapshot, direction: Direction, decision: &Decision) -> Side {
+        Side::build(direction, decision, |l7| self.compiled(snapshot, l7))
     }
 
     fn compiled(&self, snapshot: &Snapshot, l7: &L7Policy) -> Arc<CompiledRules> {
@@ -353,6 +371,19 @@ fn compile(l7: &L7Policy, secrets: &SecretStore) -> CompiledRules {
             CompiledRules::deny_all()
         }
     }
+}
+
+/// The `rules.http` entries of a side in the order [`compile`] numbers them: the
+/// `i`-th is the one an [`AllowedBy::Rule`]`(i)` of that side names. For explaining a
+/// decision (`policy trace`); the node itself only keeps each entry's policy.
+pub fn http_rules(l7: &L7Policy) -> impl Iterator<Item = (&Arc<PolicyRef>, &HttpRuleYaml)> {
+    l7.rules.iter().flat_map(|entry| {
+        let list: &[HttpRuleYaml] = match &entry.rules {
+            L7RuleSet::Http(list) => list,
+            _ => &[],
+        };
+        list.iter().map(move |rule| (&entry.policy, rule))
+    })
 }
 
 /// A `rules.http` entry as the rule compiler takes it.
@@ -529,6 +560,45 @@ spec:
         let none = HeaderMap::new();
         assert!(allowed(&fresh, "GET", "/api/users", &none));
         assert!(!allowed(&fresh, "DELETE", "/api/users", &none));
+    }
+
+    #[test]
+    fn http_rules_lists_entries_in_the_order_the_compiled_set_numbers_them() {
+        let s = snapshot(CONFIG, 1);
+        let (client, _, api) = ids(&s);
+        let decision = s
+            .policy
+            .decide(api, Direction::Ingress, client, Protocol::Tcp, 8080);
+        let l7 = decision.l7.as_ref().unwrap();
+        let secrets = super::super::secrets::store(&s.config);
+        let side = Side::uncached(Direction::Ingress, &decision, &secrets);
+        let listed: Vec<_> = http_rules(l7).collect();
+        assert_eq!(listed.len(), side.rules.set.len());
+        let method = Method::PUT;
+        let headers = HeaderMap::new();
+        let view = RequestView {
+            method: &method,
+            path: Some("/api/users/7"),
+            host: Some("api"),
+            headers: &headers,
+        };
+        // Only the PUT entry (index 1) matches the request line; it fails on its header,
+        // so the set denies, but a GET is allowed by entry 0.
+        assert!(!side.rules.set.evaluate(&view).is_allowed());
+        let get = Method::GET;
+        let view = RequestView {
+            method: &get,
+            ..view
+        };
+        let sluice_l7::http::HttpDecision::Allowed { by, .. } = side.rules.set.evaluate(&view)
+        else {
+            panic!("GET /api/users/7 is allowed");
+        };
+        let AllowedBy::Rule(i) = by else {
+            panic!("allowed by a rule");
+        };
+        assert_eq!(listed[i].1.method.as_deref(), Some("GET|POST"));
+        assert_eq!(Some(listed[i].0), side.rules.origin(by));
     }
 
     #[test]
