@@ -572,6 +572,18 @@ pub struct NodeConfigSpec {
     pub node_labels: Option<BTreeMap<String, String>>,
     /// The DNS proxy's behaviour.
     pub dns: Option<DnsSettings>,
+    /// The HTTP engine's time limits.
+    pub http: Option<HttpSettings>,
+}
+
+/// Durations are Gateway API durations (GEP-2257): `15s`, `1m30s`, `500ms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSettings {
+    /// How long a request head may take to arrive.
+    pub header_timeout: Option<String>,
+    /// How long a connection may stay without a request in flight.
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::types::{
-    CidrGroup, CidrGroupSpec, DnsSettings, Namespace, NodeConfig, NodeConfigSpec, ProxyPorts,
-    RunSpec, Service, ServicePort, ServiceSpec, Workload, WorkloadPort, WorkloadSpec,
+    CidrGroup, CidrGroupSpec, DnsSettings, HttpSettings, Namespace, NodeConfig, NodeConfigSpec,
+    ProxyPorts, RunSpec, Service, ServicePort, ServiceSpec, Workload, WorkloadPort, WorkloadSpec,
 };
 use crate::validate::{cidr_group, namespace, node_config, service, workload};
 
@@ -181,6 +181,15 @@ fn node_configs() {
             ..NodeConfigSpec::default()
         })
     };
+    let http = |header: Option<&str>, idle: Option<&str>| {
+        nc(NodeConfigSpec {
+            http: Some(HttpSettings {
+                header_timeout: header.map(str::to_owned),
+                idle_timeout: idle.map(str::to_owned),
+            }),
+            ..NodeConfigSpec::default()
+        })
+    };
     let cases = vec![
         case(
             "sluice NodeConfig: all fields valid",
@@ -200,8 +209,34 @@ fn node_configs() {
                 dns: Some(DnsSettings {
                     reject_response: Some("nxdomain".into()),
                 }),
+                http: Some(HttpSettings {
+                    header_timeout: Some("2s".into()),
+                    idle_timeout: Some("1m30s".into()),
+                }),
             }),
             &[],
+        ),
+        case(
+            "Gateway API GEP-2257: durations are numbers with units h, m, s, ms",
+            http(Some("15"), Some("1.5s")),
+            &[
+                (
+                    "spec.http.headerTimeout",
+                    "invalid headerTimeout \"15\": write whole numbers with a unit h, m, s or ms, like \"15s\", \"1m30s\" or \"500ms\" (Gateway API duration)",
+                ),
+                (
+                    "spec.http.idleTimeout",
+                    "invalid idleTimeout \"1.5s\": write whole numbers with a unit h, m, s or ms, like \"15s\", \"1m30s\" or \"500ms\" (Gateway API duration)",
+                ),
+            ],
+        ),
+        case(
+            "sluice NodeConfig: a zero timeout would close every connection at once",
+            http(Some("0s"), None),
+            &[(
+                "spec.http.headerTimeout",
+                "headerTimeout must be greater than zero",
+            )],
         ),
         case(
             "spec §6 allow-localhost: always or policy",
