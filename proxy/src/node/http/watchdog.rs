@@ -26,10 +26,17 @@
 //! a request starts, its response body is dropped) and the socket ([`Watched`]: the
 //! bytes of the HTTP/2 preface, the first byte of the next HTTP/1 head). HTTP/2 control
 //! frames (PING, SETTINGS, WINDOW_UPDATE) are bytes too, which is why the socket counts
-//! only for HTTP/1 once the preface has told the versions apart.
+//! only for HTTP/1 once the preface has told the versions apart. A connection that is
+//! upgraded (WebSocket, CONNECT) leaves the watchdog when hyper hands it over: a tunnel
+//! is relayed like a spliced connection.
 //!
-//! Cost on the hot path: one relaxed atomic load per socket read, and an uncontended
-//! per-connection lock at request start, at response end and at the first byte of a head.
+//! Requests begin in the connection's task (hyper calls the service there) and end
+//! wherever their response body is dropped (an HTTP/2 stream's own task); the phase sits
+//! behind a lock so that the watchdog always reads it whole.
+//!
+//! Cost on the hot path: one relaxed atomic load per socket read; an uncontended
+//! per-connection lock at request start, at response end and at the first byte of a
+//! head; a timer reset when the phase changes.
 
 use std::future::Future;
 use std::io;
@@ -154,6 +161,14 @@ impl Activity {
         }
         drop(s);
         self.changed.notify_one();
+    }
+
+    /// Restarts the idle wait (after a graceful shutdown began).
+    fn idle_again(&self) {
+        let mut s = self.state();
+        if let Phase::Idle(_) = s.phase {
+            s.phase = Phase::Idle(Instant::now());
+        }
     }
 
     /// The first byte of the next HTTP/1 head arrived.
@@ -366,19 +381,22 @@ where
     F: Future<Output = T>,
 {
     let mut conn = std::pin::pin!(conn);
+    // One timer for the connection's life, moved rather than made anew per request.
+    let mut sleep = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
     let mut draining = false;
     loop {
         let deadline = activity.deadline(&timeouts);
-        let sleep = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        if let Some((at, _)) = deadline
+            && sleep.deadline() != at
+        {
+            sleep.as_mut().reset(at);
+        }
         tokio::select! {
+            // The connection first: it is what wakes this task nearly every time.
+            biased;
             done = conn.as_mut() => return Ok(done),
             () = activity.changed() => {}
-            () = sleep => {
+            () = sleep.as_mut(), if deadline.is_some() => {
                 // The phase may have moved since the deadline was read: look again.
                 let Some((at, expiry)) = activity.deadline(&timeouts) else { continue };
                 if Instant::now() < at {
@@ -389,7 +407,7 @@ where
                         draining = true;
                         shutdown(conn.as_mut());
                         // Give the graceful shutdown a full idle period of its own.
-                        activity.state().phase = Phase::Idle(Instant::now());
+                        activity.idle_again();
                     }
                     expiry => return Err(expiry),
                 }
