@@ -425,6 +425,23 @@ fn idle_http2_connections_get_goaway_even_when_they_answer_pings() {
     let closed = secs(&idle["closed_after"]);
     assert!(closed >= after && closed < after + SLACK, "{idle}");
 
+    // A header block trickled in CONTINUATION frames opens no stream: the connection is
+    // idle all along, however busy the client looks. (h2's own CONTINUATION-flood limit
+    // answers a sixth frame with ENHANCE_YOUR_CALM; at one frame a second that comes after
+    // the idle timeout, so the NO_ERROR GOAWAY is the watchdog's.)
+    let trickle = s.client(&["h2trickle", H2WEB, "8080", "1"]);
+    assert_eq!(trickle["goaway"]["error"], 0, "{trickle}");
+    let goaway = secs(&trickle["goaway"]["after"]);
+    assert!(
+        (IDLE_TIMEOUT - 0.3..IDLE_TIMEOUT + SLACK).contains(&goaway),
+        "GOAWAY after {goaway} s: {trickle}"
+    );
+    let closed = secs(&trickle["closed_after"]);
+    assert!(
+        (goaway..2.0 * IDLE_TIMEOUT + SLACK).contains(&closed),
+        "closed after {closed} s: {trickle}"
+    );
+
     // A stream in flight longer than the idle timeout is not idle.
     let slow = s.client(&["h2slow", H2WEB, "8080", "/api/users", "4.5"]);
     assert_eq!(slow["goaway_while_sending"], false, "{slow}");

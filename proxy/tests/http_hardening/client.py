@@ -279,6 +279,7 @@ class H2:
     def __init__(self, host, port):
         self.s = connect(host, port)
         self.buf = b""
+        self.quiet = False
         self.s.sendall(H2_PREFACE + h2_frame(0x4, 0, 0))
 
     def frame(self, timeout):
@@ -298,9 +299,11 @@ class H2:
         kind, flags = self.buf[3], self.buf[4]
         stream = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
         payload, self.buf = self.buf[9 : 9 + n], self.buf[9 + n :]
-        if kind == 0x4 and not flags & 0x1:
+        if self.quiet:
+            pass
+        elif kind == 0x4 and not flags & 0x1:
             self.s.sendall(h2_frame(0x4, 0x1, 0))
-        if kind == 0x6 and not flags & 0x1:
+        elif kind == 0x6 and not flags & 0x1:
             self.s.sendall(h2_frame(0x6, 0x1, 0, payload))
         return kind, flags, stream, payload
 
@@ -379,6 +382,42 @@ def cmd_h2slow(host, port, path, seconds):
     out(answered=ok is not None, goaway_while_sending=goaway_while_sending, took=time.monotonic() - t0)
 
 
+def cmd_h2trickle(host, port, interval):
+    """HTTP/2's slowloris: a header block trickled in CONTINUATION frames, never
+    finished (the stream does not exist until its block is complete). A header block
+    admits no other frame in between (RFC 9113 §6.10), so the client settles SETTINGS
+    first and answers nothing after."""
+    h = H2(host, port)
+    while True:
+        f = h.frame(LIMIT)
+        if f is None or (f[0] == 0x4 and not f[1] & 0x1):
+            break
+    h.quiet = True
+    authority = f"{host}:{port}".encode()
+    block = h2_headers(b"GET", b"/api/users", authority)
+    t0 = time.monotonic()
+    h.s.sendall(h2_frame(0x1, 0, 1, block[:1]))
+    goaway = None
+    closed = None
+    for i in range(1, len(block)):
+        try:
+            h.s.sendall(h2_frame(0x9, 0, 1, block[i : i + 1]))
+            deadline = time.monotonic() + float(interval)
+            while time.monotonic() < deadline:
+                f = h.frame(0.1)
+                if f and f[0] == GOAWAY and goaway is None:
+                    goaway = {
+                        "after": time.monotonic() - t0,
+                        "error": int.from_bytes(f[3][4:8], "big"),
+                    }
+        except (EOFError, OSError):
+            closed = time.monotonic() - t0
+            break
+        if time.monotonic() - t0 > LIMIT:
+            break
+    out(goaway=goaway, closed_after=closed)
+
+
 COMMANDS = {
     "ws": cmd_ws,
     "connect": cmd_connect,
@@ -390,6 +429,7 @@ COMMANDS = {
     "switch": cmd_switch,
     "h2idle": cmd_h2idle,
     "h2slow": cmd_h2slow,
+    "h2trickle": cmd_h2trickle,
 }
 
 if __name__ == "__main__":
