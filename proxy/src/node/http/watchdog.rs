@@ -17,7 +17,8 @@
 //!              body is dropped): never closed here; a slow body holds its own stream,
 //!              as a spliced connection would
 //! Idle(since)  nothing in flight: an HTTP/1 keep-alive wait, an HTTP/2 connection
-//!              without streams → graceful shutdown `idle` after `since` (HTTP/1: closed;
+//!              without streams (a header block still arriving has none yet: HTTP/2's
+//!              slowloris is idle) → graceful shutdown `idle` after `since` (HTTP/1: closed;
 //!              HTTP/2: GOAWAY, then closed), and closed outright if it is still idle
 //!              `idle` later
 //! ```
