@@ -309,6 +309,12 @@ fn connect_tunnels_only_to_the_original_destination_and_only_when_allowed() {
         format!("backend tunnel to {target}: hello through the tunnel"),
         "{renamed}"
     );
+    // The same for a request in absolute form (what a client sends to a forward proxy):
+    // it goes to the backend, whatever authority it names.
+    let proxy = format!("http://{BACKEND}:8080");
+    let absolute = format!("http://{OUTSIDER}:9000/api/absolute");
+    assert_eq!(s.curl(&["-x", &proxy], &absolute), "200");
+
     std::thread::sleep(Duration::from_millis(500));
     let outsider = std::fs::read_to_string(s.dir.join("outsider.log")).unwrap();
     assert!(
@@ -321,6 +327,7 @@ fn connect_tunnels_only_to_the_original_destination_and_only_when_allowed() {
         log.contains("CONNECT db.internal:5432 upgrade=-\n"),
         "{log}"
     );
+    assert!(log.contains("GET /api/absolute upgrade=-\n"), "{log}");
     assert!(
         !log.contains("other.internal"),
         "the backend saw a denied CONNECT:\n{log}"
