@@ -132,9 +132,10 @@ fn hardening_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A started node with the backend answering through it.
+/// A started node with the backend answering through it; on drop, the node stops first,
+/// then its directory goes (kept when the test failed).
 struct Scenario {
-    node: Node,
+    node: Option<Node>,
     dir: PathBuf,
 }
 
@@ -142,7 +143,10 @@ impl Scenario {
     fn start(name: &str) -> Self {
         let dir = hardening_dir(name);
         let node = Node::start(&dir);
-        let s = Self { node, dir };
+        let s = Self {
+            node: Some(node),
+            dir,
+        };
         eventually("the backend answers through the proxy", || {
             s.curl(&[], &format!("http://{BACKEND}:8080/api/ready")) == "200"
         });
@@ -182,6 +186,10 @@ impl Scenario {
     }
 
     /// What the backend logged: one request line (or tunnel, WebSocket, post-101 bytes) each.
+    fn node(&self) -> &Node {
+        self.node.as_ref().unwrap()
+    }
+
     fn backend_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("backend.log")).unwrap()
     }
@@ -189,6 +197,7 @@ impl Scenario {
 
 impl Drop for Scenario {
     fn drop(&mut self) {
+        drop(self.node.take());
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -248,7 +257,7 @@ fn websocket_upgrades_only_when_the_request_is_allowed() {
 
     // Both decisions are L7 flows, as any request's.
     let flows = s
-        .node
+        .node()
         .observe(&["--protocol", "http", "--http-path", "^/(ws|other)$"]);
     let verdict = |path: &str| {
         flows
