@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::diag::Diagnostic;
 use crate::types::{
@@ -108,6 +109,32 @@ pub struct NodeSettings {
     pub admin_socket: PathBuf,
     /// Labels of this node, selected by `nodeSelector` rules.
     pub node_labels: BTreeMap<String, String>,
+    pub http: HttpTimeouts,
+}
+
+/// The HTTP engine's time limits against clients that hold connections without using
+/// them (`spec.http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// A request head must be complete this long after the proxy starts waiting for it:
+    /// from accept for a connection's first request, from its first byte for later ones.
+    pub header: Duration,
+    /// A connection with no request in flight is closed after this long (HTTP/2: GOAWAY).
+    pub idle: Duration,
+}
+
+impl HttpTimeouts {
+    pub const DEFAULT_HEADER: Duration = Duration::from_secs(15);
+    pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            header: Self::DEFAULT_HEADER,
+            idle: Self::DEFAULT_IDLE,
+        }
+    }
 }
 
 impl NodeSettings {
@@ -133,6 +160,7 @@ impl Default for NodeSettings {
             http_denial: HttpDenial::default(),
             admin_socket: PathBuf::from(Self::DEFAULT_ADMIN_SOCKET),
             node_labels: BTreeMap::new(),
+            http: HttpTimeouts::default(),
         }
     }
 }

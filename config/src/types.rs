@@ -572,7 +572,7 @@ pub struct NodeConfigSpec {
     pub node_labels: Option<BTreeMap<String, String>>,
     /// The DNS proxy's behaviour.
     pub dns: Option<DnsSettings>,
-    /// The HTTP engine's own answers.
+    /// The HTTP engine's own answers and time limits.
     pub http: Option<HttpSettings>,
 }
 
@@ -593,6 +593,11 @@ pub struct HttpSettings {
     pub denied_body: Option<String>,
     /// The `content-type` of that answer; `text/plain` when absent.
     pub denied_content_type: Option<String>,
+    /// How long a request head may take to arrive. Durations are Gateway API
+    /// durations (GEP-2257): `15s`, `1m30s`, `500ms`.
+    pub header_timeout: Option<String>,
+    /// How long a connection may stay without a request in flight.
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -3,12 +3,13 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::*;
 use sluice_config::types::LabelSelector;
 use sluice_config::{
-    DnsRejectResponse, EnforcementMode, HttpDenial, LoadError, Policy, PolicyKind, RejectedPolicy,
-    RejectedSubject, load,
+    DnsRejectResponse, EnforcementMode, HttpDenial, HttpTimeouts, LoadError, Policy, PolicyKind,
+    RejectedPolicy, RejectedSubject, load,
 };
 
 fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
@@ -775,6 +776,39 @@ fn http_denied_body_too_big_or_of_the_wrong_type_is_refused_with_its_place() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].starts_with("node.yaml:5:10: spec.http") && errors[0].contains("deniedMessage"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn http_timeouts_default_parse_and_point_at_the_bad_value() {
+    let node = "apiVersion: sluice.io/v1alpha1\nkind: NodeConfig\nmetadata: {name: node}\n";
+    let defaults = load_ok("node.yaml", node).node.http;
+    assert_eq!(defaults, HttpTimeouts::default());
+    assert_eq!(defaults.header, Duration::from_secs(15));
+    assert_eq!(defaults.idle, Duration::from_secs(60));
+
+    let set = format!("{node}spec:\n  http: {{headerTimeout: 1500ms, idleTimeout: 2m}}\n");
+    let http = load_ok("node.yaml", &set).node.http;
+    assert_eq!(http.header, Duration::from_millis(1500));
+    assert_eq!(http.idle, Duration::from_secs(120));
+
+    assert_eq!(
+        load_err("node.yaml", &set.replace("2m", "2 minutes")),
+        [
+            "node.yaml:5:46: spec.http.idleTimeout: invalid idleTimeout \"2 minutes\": write whole \
+             numbers with a unit h, m, s or ms, like \"15s\", \"1m30s\" or \"500ms\" (Gateway API \
+             duration)"
+        ]
+    );
+    assert_eq!(
+        load_err("node.yaml", &set.replace("1500ms", "0ms")),
+        ["node.yaml:5:25: spec.http.headerTimeout: headerTimeout must be greater than zero"]
+    );
+    let errors = load_err("node.yaml", &set.replace("idleTimeout", "keepAlive"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("node.yaml:5:") && errors[0].contains("keepAlive"),
         "{errors:?}"
     );
 }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 
 use crate::diag::{FieldPath, Issue};
-use crate::model::{DnsRejectResponse, EnforcementMode, HttpDenial, NodeSettings};
+use crate::duration;
+use crate::model::{DnsRejectResponse, EnforcementMode, HttpDenial, HttpTimeouts, NodeSettings};
 use crate::types::{
     CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, ObjectMeta, Secret, Service,
     Workload,
@@ -110,6 +111,27 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
             .denied_content_type
             .unwrap_or_else(|| HttpDenial::DEFAULT_CONTENT_TYPE.to_owned()),
     };
+    let timeout = |key: &str, text: Option<&str>, default| match text {
+        None => Ok(default),
+        Some(text) => duration::parse(text).map_err(|e| {
+            Issue::new(
+                FieldPath::root().key("spec").key("http").key(key),
+                format!("invalid {key} {text:?}: {e}"),
+            )
+        }),
+    };
+    let http = HttpTimeouts {
+        header: timeout(
+            "headerTimeout",
+            http.header_timeout.as_deref(),
+            defaults.http.header,
+        )?,
+        idle: timeout(
+            "idleTimeout",
+            http.idle_timeout.as_deref(),
+            defaults.http.idle,
+        )?,
+    };
     let proxy = spec.proxy.clone().unwrap_or_default();
     Ok(NodeSettings {
         cluster_name: spec.cluster_name.clone().unwrap_or(defaults.cluster_name),
@@ -126,6 +148,7 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
             .admin_socket
             .map_or(defaults.admin_socket, PathBuf::from),
         node_labels: spec.node_labels.clone().unwrap_or_default(),
+        http,
     })
 }
 

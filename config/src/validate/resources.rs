@@ -11,6 +11,7 @@ use super::cidr::{self, BareIp};
 use super::names::{self, LabelKeys};
 use super::selector::{self, NameRule};
 use crate::diag::FieldPath;
+use crate::duration;
 use crate::model::{HttpDenial, NodeSettings};
 use crate::types::{CidrGroup, HttpSettings, Namespace, NodeConfig, Service, Workload};
 
@@ -216,6 +217,24 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
     }
     if let Some(http) = &spec.http {
         http_settings(http, &at.key("http"), report);
+        let h_at = at.key("http");
+        let timeouts = [
+            ("headerTimeout", &http.header_timeout),
+            ("idleTimeout", &http.idle_timeout),
+        ];
+        for (key, value) in timeouts {
+            let Some(text) = value else { continue };
+            match duration::parse(text) {
+                Ok(d) if d.is_zero() => {
+                    report.add(&h_at.key(key), format!("{key} must be greater than zero"))
+                }
+                Ok(_) => {}
+                Err(e) => report.add(
+                    &h_at.key(key),
+                    format!("invalid {key} {}: {e}", go_quote(text)),
+                ),
+            }
+        }
     }
     if let Some(proxy) = &spec.proxy {
         let p_at = at.key("proxy");

@@ -186,6 +186,17 @@ fn node_configs() {
             http: Some(HttpSettings {
                 denied_body: body.map(str::to_owned),
                 denied_content_type: content_type.map(str::to_owned),
+                ..HttpSettings::default()
+            }),
+            ..NodeConfigSpec::default()
+        })
+    };
+    let timeouts = |header: Option<&str>, idle: Option<&str>| {
+        nc(NodeConfigSpec {
+            http: Some(HttpSettings {
+                header_timeout: header.map(str::to_owned),
+                idle_timeout: idle.map(str::to_owned),
+                ..HttpSettings::default()
             }),
             ..NodeConfigSpec::default()
         })
@@ -212,6 +223,8 @@ fn node_configs() {
                 http: Some(HttpSettings {
                     denied_body: Some("Denied by policy; see https://wiki.example/l7".into()),
                     denied_content_type: Some("text/plain; charset=utf-8".into()),
+                    header_timeout: Some("2s".into()),
+                    idle_timeout: Some("1m30s".into()),
                 }),
             }),
             &[],
@@ -243,6 +256,28 @@ fn node_configs() {
             &[(
                 "spec.http.deniedContentType",
                 "invalid deniedContentType \"text/plain\\r\\nx-injected: 1\": a header value carries only visible ASCII, spaces and tabs; write a media type such as \"text/plain\" or \"text/html; charset=utf-8\"",
+            )],
+        ),
+        case(
+            "Gateway API GEP-2257: durations are numbers with units h, m, s, ms",
+            timeouts(Some("15"), Some("1.5s")),
+            &[
+                (
+                    "spec.http.headerTimeout",
+                    "invalid headerTimeout \"15\": write whole numbers with a unit h, m, s or ms, like \"15s\", \"1m30s\" or \"500ms\" (Gateway API duration)",
+                ),
+                (
+                    "spec.http.idleTimeout",
+                    "invalid idleTimeout \"1.5s\": write whole numbers with a unit h, m, s or ms, like \"15s\", \"1m30s\" or \"500ms\" (Gateway API duration)",
+                ),
+            ],
+        ),
+        case(
+            "sluice NodeConfig: a zero timeout would close every connection at once",
+            timeouts(Some("0s"), None),
+            &[(
+                "spec.http.headerTimeout",
+                "headerTimeout must be greater than zero",
             )],
         ),
         case(

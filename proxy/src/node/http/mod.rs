@@ -2,22 +2,28 @@
 //! side are served here instead of being spliced.
 //!
 //! ```text
-//! accepted TCP ─▶ hyper server (HTTP/1.1 keep-alive, or h2 prior knowledge: auto)
-//!                  └▶ Enforce   normalise · decide (egress ∧ ingress) · flow · 403/4xx
-//!                      └▶ Forward   pooled client per (source, destination, version)
-//!                                   · streamed bodies · upgrades spliced
+//! accepted TCP (Watched) ─▶ hyper server (HTTP/1.1 keep-alive, or h2 prior knowledge: auto)
+//!   under the watchdog       └▶ Track     requests in flight, for the watchdog
+//!   (header and idle             └▶ Enforce   normalise · decide (egress ∧ ingress) · flow
+//!    timeouts)                       │        · 403/4xx
+//!                                    └▶ Forward   pooled client per (source, destination,
+//!                                                 version) · streamed bodies · upgrades
+//!                                                 spliced, to the original destination only
 //! ```
 //!
 //! Per request, the decision reads the *current* policy snapshot: a reload applies to the
 //! next request of a live connection, not only to new connections. The compiled rules
 //! of a connection are kept with it and recomputed only when the generation changed.
 //!
-//! Time limits against slow clients (slowloris): an HTTP/1 request head must arrive
-//! within [`HEADER_READ_TIMEOUT`] of the proxy starting to wait for it — which also closes
-//! a keep-alive connection idle that long between requests; HTTP/2 connections are
-//! pinged every [`H2_KEEPALIVE_INTERVAL`] and closed when a ping goes unanswered for
-//! [`H2_KEEPALIVE_TIMEOUT`]. A slow body is not limited here: it holds one stream and
-//! flows as fast as the upstream takes it, as a spliced connection would.
+//! Time limits against slow clients (slowloris), from `spec.http` of the NodeConfig as it
+//! was when the connection was accepted: a request head must arrive complete within the
+//! header timeout (from accept for the first; the HTTP/2 preface too), and a connection
+//! with no request in flight is shut down after the idle timeout (HTTP/2: GOAWAY). The
+//! [`watchdog`] enforces both; see there for why hyper's own header timer is off. HTTP/2
+//! connections are also pinged every [`H2_KEEPALIVE_INTERVAL`] and closed when a ping
+//! goes unanswered for [`H2_KEEPALIVE_TIMEOUT`], which finds dead peers during long
+//! streams. A slow body is not limited here: it holds one stream and flows as fast as the
+//! upstream takes it, as a spliced connection would.
 
 pub(crate) mod enforce;
 mod forward;
@@ -26,6 +32,7 @@ pub(crate) mod respond;
 pub mod rules;
 pub(crate) mod secrets;
 mod upstream;
+mod watchdog;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -48,14 +55,12 @@ use self::forward::Forward;
 use self::record::Parties;
 use self::rules::{ConnKey, Enforcement, RuleCache};
 use self::upstream::Upstreams;
+use self::watchdog::{Activity, Track, Watched};
 use super::proxy::Shared;
 use super::state::Snapshot;
 
 pub use self::rules::wants_http;
 
-/// See the module documentation. Long enough for any real client on a slow link, short
-/// enough that a connection trickling its head holds a slot for seconds, not minutes.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Header fields per HTTP/1 request the parser accepts; normalisation enforces its own
@@ -148,14 +153,20 @@ pub async fn serve(
         parties: ArcSwap::from_pointee(parties),
     });
     let _ = client.set_nodelay(true);
-    let service = ServiceBuilder::new()
-        .layer(EnforceLayer::new(conn.clone()))
-        .service(Forward::new(conn));
+    let timeouts = snapshot.config.node.http;
+    let activity = Activity::new();
+    let service = Track::new(
+        activity.clone(),
+        ServiceBuilder::new()
+            .layer(EnforceLayer::new(conn.clone()))
+            .service(Forward::new(conn)),
+    );
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // The watchdog times heads; hyper's timer would also cut keep-alive waits.
+        .header_read_timeout(None)
         .keep_alive(true)
         .max_headers(MAX_HEADERS);
     builder
@@ -165,11 +176,16 @@ pub async fn serve(
         .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .max_header_list_size(H2_MAX_HEADER_LIST);
-    let io = TokioIo::new(client);
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
-        .await
-    {
-        debug!(peer = %info.peer, destination = %info.destination, error = %e, "HTTP connection ended with an error");
+    let io = TokioIo::new(Watched::new(client, activity.clone()));
+    let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+    let ended = watchdog::run(connection, &activity, timeouts, |c| c.graceful_shutdown()).await;
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            debug!(peer = %info.peer, destination = %info.destination, error = %e, "HTTP connection ended with an error");
+        }
+        Err(expiry) => {
+            debug!(peer = %info.peer, destination = %info.destination, reason = expiry.reason(), "HTTP connection closed by the watchdog");
+        }
     }
 }
