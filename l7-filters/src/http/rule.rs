@@ -219,6 +219,13 @@ impl HttpRule {
         field(&self.method, Some(method)) && field(&self.path, path) && field(&self.host, host)
     }
 
+    /// Whether the rule names methods. A CONNECT opens a tunnel the rules cannot see
+    /// into, so only a rule whose `method` matches `CONNECT` allows one: `{}` and
+    /// `host`- or `headers`-only rules, which match every other request, do not.
+    pub(crate) fn names_method(&self) -> bool {
+        self.method.is_some()
+    }
+
     /// The `headers` requirements (presence or exact value).
     pub(crate) fn headers_met<H: HeaderSource + ?Sized>(&self, headers: &H) -> bool {
         self.headers.iter().all(|h| h.is_met(headers))

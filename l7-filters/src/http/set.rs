@@ -212,6 +212,9 @@ impl Compiled {
             let Some(rule) = self.rules.get(index) else {
                 continue;
             };
+            if *request.method == Method::CONNECT && !rule.names_method() {
+                continue;
+            }
             if !rule.headers_met(request.headers) {
                 continue;
             }

@@ -323,7 +323,8 @@ fn empty_entry_empty_list_and_deny_all() {
         verdict(&with_empty, "BREW", Some("/anything"), None, &h),
         Some(1)
     );
-    assert_eq!(verdict(&with_empty, "CONNECT", None, None, &h), Some(1));
+    // A tunnel needs a rule that names its method (see `connect_needs_a_method`).
+    assert_eq!(verdict(&with_empty, "CONNECT", None, None, &h), None);
 
     let none = set(&[]);
     assert!(none.is_unrestricted());
@@ -348,6 +349,38 @@ fn connect_has_no_path() {
     ]);
     assert_eq!(verdict(&s, "CONNECT", None, Some("api:443"), &h), Some(1));
     assert_eq!(verdict(&s, "CONNECT", None, Some("db:5432"), &h), None);
+}
+
+/// CONNECT opens a tunnel the rules cannot inspect: Cilium's Envoy refuses every one;
+/// sluice allows one only by a rule whose `method` matches `CONNECT`, never by `{}` or a
+/// rule that leaves the method open.
+#[test]
+fn connect_needs_a_method() {
+    let h = HeaderMap::new();
+    let cases: [(&[HttpRuleSpec], Option<usize>); 5] = [
+        (&[HttpRuleSpec::default()], None),
+        (&[spec(None, None, Some("db:5432"))], None),
+        (&[spec(Some("GET|CONNECT"), None, Some("db:5432"))], Some(0)),
+        (&[spec(Some(".*"), None, None)], Some(0)),
+        (
+            &[HttpRuleSpec::default(), spec(Some("CONNECT"), None, None)],
+            Some(1),
+        ),
+    ];
+    for (rules, want) in cases {
+        let s = set(rules);
+        assert_eq!(
+            verdict(&s, "CONNECT", None, Some("db:5432"), &h),
+            want,
+            "{rules:?}"
+        );
+        // The same rules still allow a GET to that host.
+        assert_eq!(
+            verdict(&s, "GET", Some("/"), Some("db:5432"), &h),
+            Some(0),
+            "{rules:?}"
+        );
+    }
 }
 
 #[test]
