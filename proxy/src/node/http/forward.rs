@@ -24,7 +24,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
-use super::upstream::UpstreamKey;
 use super::{ConnState, ProxyBody, full, respond};
 
 /// Headers that are about one connection only, besides those `Connection` names.
@@ -72,12 +71,7 @@ impl tower::Service<Request<Incoming>> for Forward {
                 *req.version_mut() = Version::HTTP_11;
             }
             let info = &conn.info;
-            let client = conn.shared.http.upstreams.client(UpstreamKey {
-                source: info.key.source,
-                destination: info.destination,
-                bind: info.bind,
-                http2,
-            });
+            let client = conn.upstream(http2);
             let mut response = match client.request(req).await {
                 Ok(r) => r,
                 Err(e) => {

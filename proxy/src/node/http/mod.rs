@@ -54,7 +54,7 @@ use self::enforce::EnforceLayer;
 use self::forward::Forward;
 use self::record::Parties;
 use self::rules::{ConnKey, Enforcement, RuleCache};
-use self::upstream::Upstreams;
+use self::upstream::{UpstreamClient, UpstreamKey, Upstreams};
 use self::watchdog::{Activity, Track, Watched};
 use super::proxy::Shared;
 use super::state::Snapshot;
@@ -103,6 +103,9 @@ pub struct ConnState {
     info: ConnInfo,
     enforcement: ArcSwap<Enforcement>,
     parties: ArcSwap<Parties>,
+    /// The pooled client of (source, destination, version), looked up once: every
+    /// request of a connection has the connection's version.
+    upstream: std::sync::OnceLock<(bool, UpstreamClient)>,
 }
 
 impl ConnState {
@@ -120,6 +123,24 @@ impl ConnState {
         ));
         self.enforcement.store(fresh.clone());
         fresh
+    }
+
+    /// The upstream client for this connection's requests of version `http2`.
+    fn upstream(&self, http2: bool) -> UpstreamClient {
+        let lookup = || {
+            self.shared.http.upstreams.client(UpstreamKey {
+                source: self.info.key.source,
+                destination: self.info.destination,
+                bind: self.info.bind,
+                http2,
+            })
+        };
+        let (version, client) = self.upstream.get_or_init(|| (http2, lookup()));
+        if *version == http2 {
+            client.clone()
+        } else {
+            lookup()
+        }
     }
 
     /// The connection's ends as flows show them, for the current snapshot.
@@ -151,6 +172,7 @@ pub async fn serve(
         info,
         enforcement: ArcSwap::from_pointee(enforcement),
         parties: ArcSwap::from_pointee(parties),
+        upstream: std::sync::OnceLock::new(),
     });
     let _ = client.set_nodelay(true);
     let timeouts = snapshot.config.node.http;
