@@ -209,6 +209,8 @@ run() { # $1 = mode; prints "connects/s Gbit/s cpu-us-per-connect cpu-s-per-GB"
 }
 
 config false
+# One node per machine: wait for one a test may be running to stop.
+mkdir -p /run/sluice && flock -w 1800 /run/sluice/node.lock true
 "$sluice" up --quiet --config "$work/config.yaml" 2>"$work/node.log" &
 node=$!
 for _ in $(seq 50); do grep -q "node up" "$work/node.log" && break; sleep 0.2; done

@@ -14,7 +14,7 @@
 # for HTTP/2 (direct, nginx, sluice). Proxy CPU (user+system of the proxy process from
 # /proc) per request. Repetitions rotate through the targets; medians are printed, with
 # ratios to nginx and to direct.
-# Usage: [MODES="direct nginx …"] bench/http.sh [repetitions=3] [seconds=10]
+# Usage: [MODES="direct nginx …"] [SLUICE_WORKERS=N] bench/http.sh [repetitions=3] [seconds=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-3}
@@ -214,7 +214,9 @@ print(re.search(r'finished in [\d.]+\w+, ([\d.]+) req/s', text).group(1).split('
 }
 
 config 10
-"$sluice" up --quiet --config "$work/config.yaml" 2>"$work/node.log" &
+# One node per machine: wait for one a test may be running to stop.
+mkdir -p /run/sluice && flock -w 1800 /run/sluice/node.lock true
+"$sluice" up --quiet --workers "${SLUICE_WORKERS:-0}" --config "$work/config.yaml" 2>"$work/node.log" &
 node=$!
 for _ in $(seq 100); do grep -q "node up" "$work/node.log" && break; sleep 0.2; done
 grep -q "node up" "$work/node.log" || { cat "$work/node.log"; exit 1; }
