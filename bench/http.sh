@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Side-by-side HTTP benchmark (root), in one run, the same client against:
-#   direct     the client on the host (outside every enrolled cgroup), straight to the
-#              backend (the limit; allow-localhost lets the host in at L3/L4)
-#   nginx      the same client through nginx as a plain reverse proxy on the host
-#              (worker_processes auto: one per CPU, keep-alive upstream)
-#   haproxy    the same client through haproxy in HTTP mode (nbthread: one per CPU)
-#   sluice-10  the client in its pod (cgroup + netns): every request through sluice's
-#              HTTP engine with an L7 policy of 10 rules (`sluice up` default: one
-#              worker thread per CPU)
+# Side-by-side HTTP benchmark (root), in one run, the same client, always in its pod
+# (cgroup + netns, behind its veth), against:
+#   direct     straight to the backend on a port its policy allows at L4 only: the
+#              kernel decides it once (BYPASS), no proxy (the limit)
+#   nginx      through nginx as a plain reverse proxy on the host, on the pods' gateway
+#              (worker_processes auto: one per CPU, keep-alive upstream); the client's
+#              policy allows it at L4 (toEntities host), so the kernel lets it by
+#   haproxy    through haproxy in HTTP mode, the same way (nbthread: one per CPU)
+#   sluice-10  every request through sluice's HTTP engine with an L7 policy of 10
+#              rules (`sluice up` default: one worker thread per CPU)
 #   sluice-1k  the same with 1,000 rules
 # The backend is nginx (1 worker) answering a small body, inside the server pod.
 # Load: wrk -t1 -c32 (HTTP/1.1 keep-alive, closed loop) for rps and p50/p99; h2load -m10
@@ -38,6 +39,7 @@ sluice=$PWD/target/release/sluice
 work=$(mktemp -d /tmp/sluice-http-bench.XXXX)
 server=10.200.30.3
 gateway=169.254.1.1
+inpod="$sluice exec hbench/client --"
 node= ngx= hap=
 trap 'kill $ngx $hap 2>/dev/null; kill "$node" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -55,10 +57,12 @@ http {
   fastcgi_temp_path $work/tmp-fcgi; uwsgi_temp_path $work/tmp-uwsgi; scgi_temp_path $work/tmp-scgi;
   server {
     listen $server:8080 backlog=4096;
+    listen $server:8090 backlog=4096;
     location / { return 200 "ok"; }
   }
   server {
     listen $server:8081 backlog=4096 http2;
+    listen $server:8091 backlog=4096 http2;
     location / { return 200 "ok"; }
   }
 }
@@ -103,8 +107,17 @@ specs:
       rules:
         http:
 $(rules "$1")
+  # The direct path: no L7 rules, decided once in the kernel.
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts:
+    - ports: [{port: "8090", protocol: TCP}, {port: "8091", protocol: TCP}]
 - endpointSelector: {matchLabels: {app: client}}
-  egress: [{toEndpoints: [{matchLabels: {app: server}}]}]
+  egress:
+  - toEndpoints: [{matchLabels: {app: server}}]
+  # nginx and haproxy on the gateway (a host address).
+  - toEntities: [host]
+    toPorts:
+    - ports: [{port: "15410", protocol: TCP}, {port: "15411", protocol: TCP}, {port: "15420", protocol: TCP}]
 YAML
 }
 
@@ -156,17 +169,17 @@ cpu_ticks() {
 # mode → "enter command|url|proxy pids"
 target() {
   case $1 in
-    direct) echo "env|http://$server:8080/bench|" ;;
-    nginx) echo "env|http://$gateway:15410/bench|$(pgrep -P "$ngx" | tr '\n' ' ')" ;;
-    haproxy) echo "env|http://$gateway:15420/bench|$hap" ;;
-    sluice-10|sluice-1k) echo "$sluice exec hbench/client --|http://$server:8080/bench|$node" ;;
+    direct) echo "$inpod|http://$server:8090/bench|" ;;
+    nginx) echo "$inpod|http://$gateway:15410/bench|$(pgrep -P "$ngx" | tr '\n' ' ')" ;;
+    haproxy) echo "$inpod|http://$gateway:15420/bench|$hap" ;;
+    sluice-10|sluice-1k) echo "$inpod|http://$server:8080/bench|$node" ;;
   esac
 }
 h2target() {
   case $1 in
-    direct) echo "env|http://$server:8081/bench|" ;;
-    nginx) echo "env|http://$gateway:15411/bench|$(pgrep -P "$ngx" | tr '\n' ' ')" ;;
-    sluice-10|sluice-1k) echo "$sluice exec hbench/client --|http://$server:8081/bench|$node" ;;
+    direct) echo "$inpod|http://$server:8091/bench|" ;;
+    nginx) echo "$inpod|http://$gateway:15411/bench|$(pgrep -P "$ngx" | tr '\n' ' ')" ;;
+    sluice-10|sluice-1k) echo "$inpod|http://$server:8081/bench|$node" ;;
     *) echo "" ;;
   esac
 }
