@@ -24,6 +24,6 @@ mod yaml;
 pub use diag::{Diagnostic, FieldPath, Issue, PathSegment};
 pub use load::{LoadError, load, load_str};
 pub use model::{
-    Config, DnsRejectResponse, Doc, EnforcementMode, NodeSettings, Policy, PolicyKind,
-    RejectedPolicy, RejectedSubject, Source,
+    Config, DnsRejectResponse, Doc, EnforcementMode, FqdnSettings, NodeSettings, Policy,
+    PolicyKind, RejectedPolicy, RejectedSubject, Source,
 };

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 
 use crate::diag::{FieldPath, Issue};
-use crate::model::{DnsRejectResponse, EnforcementMode, NodeSettings};
+use crate::model::{DnsRejectResponse, EnforcementMode, FqdnSettings, NodeSettings};
 use crate::types::{
     CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, ObjectMeta, Secret, Service,
     Workload,
@@ -103,6 +103,16 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
             ));
         }
     };
+    let dns = spec.dns.clone().unwrap_or_default();
+    let fqdn = FqdnSettings {
+        min_ttl: dns.min_ttl.unwrap_or(defaults.fqdn.min_ttl),
+        max_ips_per_hostname: dns
+            .max_ips_per_hostname
+            .unwrap_or(defaults.fqdn.max_ips_per_hostname),
+        state_file: dns
+            .state_file
+            .map_or(defaults.fqdn.state_file, PathBuf::from),
+    };
     let proxy = spec.proxy.clone().unwrap_or_default();
     Ok(NodeSettings {
         cluster_name: spec.cluster_name.clone().unwrap_or(defaults.cluster_name),
@@ -114,6 +124,7 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
         proxy_port: proxy.port.unwrap_or(defaults.proxy_port),
         dns_proxy_port: proxy.dns_port.unwrap_or(defaults.dns_proxy_port),
         dns_reject_response,
+        fqdn,
         admin_socket: proxy
             .admin_socket
             .map_or(defaults.admin_socket, PathBuf::from),
