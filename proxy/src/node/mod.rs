@@ -137,7 +137,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         .collect();
     enrolled.extend(host_workloads);
     // What an earlier run learned from DNS is in force before anything runs.
-    let fqdn = fqdn::FqdnEngine::new(&node.fqdn, enrolled.clone());
+    let fqdn = fqdn::FqdnEngine::new(&node.fqdn, enrolled.clone(), snapshot.policy.universe());
     let snapshot = {
         let mut guard = fqdn.lock();
         let prepared = guard
