@@ -129,6 +129,10 @@ mod tests {
             serde_json::to_string(&Request::Status {}).unwrap(),
             r#"{"status":{}}"#
         );
+        assert_eq!(
+            serde_json::to_string(&Request::FqdnCache {}).unwrap(),
+            r#"{"fqdn_cache":{}}"#
+        );
         let parsed: Request = serde_json::from_str(
             r#"{"observe":{"first":2,"filters":{"whitelist":[{"verdict":["DROPPED"]}]}}}"#,
         )
