@@ -141,7 +141,7 @@ impl AdminServer {
             let ring = Arc::clone(&ring);
             let fqdn = fqdn.clone();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, &ring, fqdn.as_deref()).await {
+                if let Err(e) = handle(stream, &ring, fqdn).await {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
                 drop(permit);
@@ -178,7 +178,7 @@ async fn write_error<W: AsyncWrite + Unpin>(w: &mut W, msg: &str) -> io::Result<
 async fn handle(
     stream: UnixStream,
     ring: &FlowRing,
-    fqdn: Option<&dyn FqdnSource>,
+    fqdn: Option<Arc<dyn FqdnSource>>,
 ) -> io::Result<()> {
     let (read, write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -218,7 +218,11 @@ async fn handle(
             let Some(fqdn) = fqdn else {
                 return write_error(&mut writer, "this node does not learn FQDN addresses").await;
             };
-            let entries = fqdn.fqdn_cache();
+            // The node's cache sits behind the lock its installs take: read it off the
+            // runtime's workers.
+            let Ok(entries) = tokio::task::spawn_blocking(move || fqdn.fqdn_cache()).await else {
+                return write_error(&mut writer, "reading the FQDN cache failed").await;
+            };
             let line = serde_json::to_string(&serde_json::json!({ "fqdn_cache": entries }))
                 .unwrap_or_default();
             writer.write_all(line.as_bytes()).await?;
