@@ -25,6 +25,6 @@ mod yaml;
 pub use diag::{Diagnostic, FieldPath, Issue, PathSegment};
 pub use load::{LoadError, load, load_str};
 pub use model::{
-    Config, DnsRejectResponse, Doc, EnforcementMode, HttpDenial, HttpTimeouts, NodeSettings,
-    Policy, PolicyKind, RejectedPolicy, RejectedSubject, Source,
+    Config, DnsRejectResponse, Doc, EnforcementMode, FqdnSettings, HttpDenial, HttpTimeouts,
+    NodeSettings, Policy, PolicyKind, RejectedPolicy, RejectedSubject, Source,
 };

@@ -91,6 +91,40 @@ impl Default for HttpDenial {
     }
 }
 
+/// How the node keeps what DNS answers teach `toFQDNs` (`NodeConfig.spec.dns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FqdnSettings {
+    /// Seconds an allowed answer's addresses stay open at least (`minTTL`).
+    pub min_ttl: u32,
+    /// Addresses kept per endpoint and name (`maxIPsPerHostname`).
+    pub max_ips_per_hostname: u32,
+    /// The file the learned names and addresses are kept in across restarts
+    /// (`stateFile`).
+    pub state_file: PathBuf,
+}
+
+impl FqdnSettings {
+    /// Cilium's current default (`tofqdns-min-ttl`: the answer's own TTL counts; older
+    /// releases defaulted to 3600).
+    pub const DEFAULT_MIN_TTL: u32 = 0;
+    /// Cilium's current default (`tofqdns-endpoint-max-ip-per-hostname`; older releases
+    /// defaulted to 50).
+    pub const DEFAULT_MAX_IPS_PER_HOSTNAME: u32 = 1000;
+    /// Under `/run`: it survives a restart of the node but not of the machine, whose
+    /// workloads start again with empty DNS caches (as Cilium's state directory).
+    pub const DEFAULT_STATE_FILE: &'static str = "/run/sluice/fqdn-cache.json";
+}
+
+impl Default for FqdnSettings {
+    fn default() -> Self {
+        Self {
+            min_ttl: Self::DEFAULT_MIN_TTL,
+            max_ips_per_hostname: Self::DEFAULT_MAX_IPS_PER_HOSTNAME,
+            state_file: PathBuf::from(Self::DEFAULT_STATE_FILE),
+        }
+    }
+}
+
 /// `NodeConfig` with its defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSettings {
@@ -106,6 +140,8 @@ pub struct NodeSettings {
     pub dns_reject_response: DnsRejectResponse,
     /// The HTTP engine's answer to a denied request (`spec.http`).
     pub http_denial: HttpDenial,
+    /// `toFQDNs`: what learning addresses from DNS answers keeps, and where.
+    pub fqdn: FqdnSettings,
     pub admin_socket: PathBuf,
     /// Labels of this node, selected by `nodeSelector` rules.
     pub node_labels: BTreeMap<String, String>,
@@ -158,6 +194,7 @@ impl Default for NodeSettings {
             dns_proxy_port: Self::DEFAULT_DNS_PROXY_PORT,
             dns_reject_response: DnsRejectResponse::Refused,
             http_denial: HttpDenial::default(),
+            fqdn: FqdnSettings::default(),
             admin_socket: PathBuf::from(Self::DEFAULT_ADMIN_SOCKET),
             node_labels: BTreeMap::new(),
             http: HttpTimeouts::default(),

@@ -582,6 +582,16 @@ pub struct DnsSettings {
     /// `refused` (default) or `nxdomain`: the answer to a query `rules.dns` does not
     /// allow (Cilium's `tofqdns-dns-reject-response-code`, `refused` / `nameError`).
     pub reject_response: Option<String>,
+    /// Seconds: the shortest time the addresses of an allowed answer stay open for
+    /// `toFQDNs`, whatever the answer's TTL (Cilium's `tofqdns-min-ttl`).
+    #[serde(rename = "minTTL")]
+    pub min_ttl: Option<u32>,
+    /// The most addresses kept per endpoint and name; the ones closest to expiry go
+    /// first (Cilium's `tofqdns-endpoint-max-ip-per-hostname`).
+    #[serde(rename = "maxIPsPerHostname")]
+    pub max_ips_per_hostname: Option<u32>,
+    /// Where the learned names and addresses are kept across restarts (an absolute path).
+    pub state_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

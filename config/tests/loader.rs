@@ -814,6 +814,59 @@ fn http_timeouts_default_parse_and_point_at_the_bad_value() {
 }
 
 #[test]
+fn fqdn_settings_default_to_ciliums_and_are_checked_where_written() {
+    let node = "apiVersion: sluice.io/v1alpha1\nkind: NodeConfig\nmetadata: {name: node}\n";
+    // Cilium's defaults: tofqdns-min-ttl 0, tofqdns-endpoint-max-ip-per-hostname 1000.
+    let defaults = load_ok("node.yaml", node).node.fqdn;
+    assert_eq!(defaults.min_ttl, 0);
+    assert_eq!(defaults.max_ips_per_hostname, 1000);
+    assert_eq!(
+        defaults.state_file.to_str(),
+        Some("/run/sluice/fqdn-cache.json")
+    );
+    let set = format!(
+        "{node}spec:\n  dns: {{minTTL: 30, maxIPsPerHostname: 5, stateFile: /var/lib/sluice/fqdn.json}}\n"
+    );
+    let fqdn = load_ok("node.yaml", &set).node.fqdn;
+    assert_eq!(fqdn.min_ttl, 30);
+    assert_eq!(fqdn.max_ips_per_hostname, 5);
+    assert_eq!(fqdn.state_file.to_str(), Some("/var/lib/sluice/fqdn.json"));
+
+    assert_eq!(
+        load_err(
+            "node.yaml",
+            &set.replace("maxIPsPerHostname: 5", "maxIPsPerHostname: 0")
+        ),
+        [
+            "node.yaml:5:40: spec.dns.maxIPsPerHostname: maxIPsPerHostname must be at least 1 \
+             (every allowed answer keeps at least one address per name)"
+        ]
+    );
+    assert_eq!(
+        load_err(
+            "node.yaml",
+            &set.replace("/var/lib/sluice/fqdn.json", "fqdn.json")
+        ),
+        [
+            "node.yaml:5:54: spec.dns.stateFile: stateFile must be an absolute path, like \
+             /run/sluice/fqdn-cache.json"
+        ]
+    );
+    let errors = load_err("node.yaml", &set.replace("minTTL: 30", "minTTL: -1"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("node.yaml:5:17: spec.dns.minTTL"),
+        "{errors:?}"
+    );
+    // Cilium's spelling of the TTL key, not serde's default camel case.
+    let errors = load_err("node.yaml", &set.replace("minTTL", "minTtl"));
+    assert!(
+        errors.len() == 1 && errors[0].contains("minTtl"),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn only_one_node_config_is_allowed() {
     let node = "apiVersion: sluice.io/v1alpha1\nkind: NodeConfig\nmetadata: {name: node}\n";
     let other = node.replace("name: node", "name: other");

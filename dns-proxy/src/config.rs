@@ -11,8 +11,9 @@ use hickory_proto::op::ResponseCode;
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an answer may be held for the answer hook. Cilium's default
-/// `tofqdns-proxy-response-max-delay`. Installing an allow is a few map writes, far below
-/// this; a hook that needs longer is stuck, not slow.
+/// `tofqdns-proxy-response-max-delay`. Installing an allow for an identity that exists is
+/// a few map writes, far below this; the node raises it because a new identity costs a
+/// policy compile (see `sluice_proxy::node::fqdn::ANSWER_HOLD`).
 pub const DEFAULT_ANSWER_HOOK_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How long a TCP connection may sit without a new query (miekg/dns's default, which

@@ -21,9 +21,12 @@
 //!    nothing and is relayed all the same;
 //! 7. records a [`DnsEvent`] for every query, whatever became of it.
 //!
-//! The proxy holds no policy and no cache: policy, FQDN identities, TTL bookkeeping and
-//! kernel maps are the node's, behind the traits in [`hooks`].
+//! The proxy holds no policy and no cache of its own: policy, FQDN identities and kernel
+//! maps are the node's, behind the traits in [`hooks`]. [`cache`] is the node's record of
+//! what answers taught (names, addresses, expiries), kept here because it is DNS
+//! bookkeeping with no policy in it.
 
+pub mod cache;
 mod config;
 mod event;
 mod handler;

@@ -2,6 +2,7 @@
 //! ipcache, and Cilium-compatible policy resolution into per-endpoint tables.
 
 pub mod allocator;
+pub mod fqdn;
 pub mod identity;
 pub mod ipcache;
 pub mod labels;

@@ -12,7 +12,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use sluice_config::Config;
 
-use crate::allocator::{IdentityRange, RangeExhausted, allocate};
+use crate::allocator::{IdentityRange, RangeExhausted, allocate, allocate_avoiding};
+use crate::fqdn::FqdnIdentity;
 use crate::identity::{Identity, reserved_labels};
 use crate::ipcache::IpCache;
 use crate::labels::{Label, LabelSet, meta};
@@ -26,6 +27,10 @@ pub enum IdentityKind {
     Endpoint,
     /// Addresses in this prefix that nothing more specific claims.
     Cidr(IpNet),
+    /// Addresses learned from DNS answers (`toFQDNs`), which had the identity of this
+    /// prefix before (see [`crate::fqdn`]). Their addresses are the node's business: the
+    /// universe's ipcache does not hold them.
+    Fqdn(IpNet),
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +71,10 @@ pub enum UniverseError {
     BadAddress { workload: String, address: String },
     #[error(transparent)]
     Exhausted(#[from] RangeExhausted),
+    #[error(
+        "FQDN identity {id} ({labels}) is not a node-local identity or collides with another identity"
+    )]
+    BadFqdnIdentity { id: Identity, labels: String },
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +103,17 @@ impl Universe {
         config: &Config,
         cidrs: &BTreeSet<IpNet>,
         extra: &[LabelSet],
+    ) -> Result<Self, UniverseError> {
+        Self::build_with_fqdn(config, cidrs, extra, &[])
+    }
+
+    /// [`Universe::build`] with the FQDN identities a node learned. They keep the
+    /// numbers they come with; CIDR identities are placed around them.
+    pub fn build_with_fqdn(
+        config: &Config,
+        cidrs: &BTreeSet<IpNet>,
+        extra: &[LabelSet],
+        fqdn: &[FqdnIdentity],
     ) -> Result<Self, UniverseError> {
         let cluster = config.node.cluster_name.clone();
         let ns_labels: HashMap<&str, &BTreeMap<String, String>> = config
@@ -182,9 +202,11 @@ impl Universe {
         )?;
         let cidr_label_sets: Vec<(IpNet, LabelSet)> =
             cidrs.iter().map(|net| (*net, cidr_labels(*net))).collect();
-        let cidr_ids = allocate(
+        let fqdn_ids: BTreeSet<Identity> = fqdn.iter().map(|f| f.id).collect();
+        let cidr_ids = allocate_avoiding(
             cidr_label_sets.iter().map(|(_, l)| l.clone()),
             IdentityRange::NODE_LOCAL,
+            &fqdn_ids,
         )?;
 
         let mut universe = Self {
@@ -228,6 +250,28 @@ impl Universe {
                 });
                 universe.ipcache.insert(net, *id);
             }
+        }
+        for f in fqdn {
+            let range = IdentityRange::NODE_LOCAL;
+            if !(range.first..=range.last).contains(&f.id.0)
+                || universe.identities.contains_key(&f.id)
+            {
+                return Err(UniverseError::BadFqdnIdentity {
+                    id: f.id,
+                    labels: f.labels.to_strings().join(","),
+                });
+            }
+            // A label set the configuration already has (a CIDR identity) needs no
+            // second number; the node never asks for one, but two identities with the
+            // same labels would make `identity_by_labels` ambiguous.
+            if universe.by_labels.contains_key(&f.labels) {
+                continue;
+            }
+            universe.add_identity(IdentityInfo {
+                id: f.id,
+                labels: f.labels.clone(),
+                kind: IdentityKind::Fqdn(f.base),
+            });
         }
         universe.endpoints.push(Endpoint {
             namespace: None,

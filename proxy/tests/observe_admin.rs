@@ -175,3 +175,56 @@ async fn a_follower_that_falls_behind_is_told_how_many_flows_it_lost() {
     assert!(ring.lost_events() >= lost.num_events_lost);
     task.abort();
 }
+
+struct FakeCache;
+
+impl admin::FqdnSource for FakeCache {
+    fn fqdn_cache(&self) -> Vec<admin::FqdnCacheEntry> {
+        vec![admin::FqdnCacheEntry {
+            endpoint: "shop/web".into(),
+            name: "api.example.test.".into(),
+            selectors: vec!["*.example.test".into()],
+            ips: vec![admin::FqdnCacheIp {
+                ip: "192.0.2.10".parse().unwrap(),
+                identity: Some(16_777_300),
+                ttl: 60,
+                expires_at: "2030-01-01T00:01:00Z".into(),
+                expires_in: 42,
+                source: "lookup".into(),
+            }],
+        }]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fqdn_cache_requests_are_answered_by_the_node_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("admin.sock");
+    let server = AdminServer::bind(&path).unwrap();
+    let source: Arc<dyn admin::FqdnSource> = Arc::new(FakeCache);
+    let task = tokio::spawn(server.run_with(Arc::new(FlowRing::new(2)), Some(source)));
+    let p = path.clone();
+    let entries = tokio::task::spawn_blocking(move || admin::fqdn_cache(&p))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entries, admin::FqdnSource::fqdn_cache(&FakeCache));
+    task.abort();
+    let _ = task.await;
+
+    // A server without a cache (a test harness, an older node) says so.
+    let path = dir.path().join("plain.sock");
+    let server = AdminServer::bind(&path).unwrap();
+    let task = tokio::spawn(server.run(Arc::new(FlowRing::new(2))));
+    let p = path.clone();
+    let err = tokio::task::spawn_blocking(move || admin::fqdn_cache(&p))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("does not learn FQDN addresses"),
+        "{err}"
+    );
+    task.abort();
+    let _ = task.await;
+}

@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 
 use crate::diag::{FieldPath, Issue};
 use crate::duration;
-use crate::model::{DnsRejectResponse, EnforcementMode, HttpDenial, HttpTimeouts, NodeSettings};
+use crate::model::{
+    DnsRejectResponse, EnforcementMode, FqdnSettings, HttpDenial, HttpTimeouts, NodeSettings,
+};
 use crate::types::{
     CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, ObjectMeta, Secret, Service,
     Workload,
@@ -132,6 +134,16 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
             defaults.http.idle,
         )?,
     };
+    let dns = spec.dns.clone().unwrap_or_default();
+    let fqdn = FqdnSettings {
+        min_ttl: dns.min_ttl.unwrap_or(defaults.fqdn.min_ttl),
+        max_ips_per_hostname: dns
+            .max_ips_per_hostname
+            .unwrap_or(defaults.fqdn.max_ips_per_hostname),
+        state_file: dns
+            .state_file
+            .map_or(defaults.fqdn.state_file, PathBuf::from),
+    };
     let proxy = spec.proxy.clone().unwrap_or_default();
     Ok(NodeSettings {
         cluster_name: spec.cluster_name.clone().unwrap_or(defaults.cluster_name),
@@ -144,6 +156,7 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
         dns_proxy_port: proxy.dns_port.unwrap_or(defaults.dns_proxy_port),
         dns_reject_response,
         http_denial,
+        fqdn,
         admin_socket: proxy
             .admin_socket
             .map_or(defaults.admin_socket, PathBuf::from),

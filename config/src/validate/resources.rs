@@ -236,6 +236,25 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
             }
         }
     }
+    if let Some(dns) = &spec.dns {
+        if dns.max_ips_per_hostname == Some(0) {
+            report.add(
+                &at.key("dns").key("maxIPsPerHostname"),
+                "maxIPsPerHostname must be at least 1 (every allowed answer keeps at least one address per name)",
+            );
+        }
+        if let Some(path) = &dns.state_file
+            && !path.starts_with('/')
+        {
+            report.add(
+                &at.key("dns").key("stateFile"),
+                format!(
+                    "stateFile must be an absolute path, like {}",
+                    crate::model::FqdnSettings::DEFAULT_STATE_FILE
+                ),
+            );
+        }
+    }
     if let Some(proxy) = &spec.proxy {
         let p_at = at.key("proxy");
         for (key, value) in [("port", proxy.port), ("dnsPort", proxy.dns_port)] {

@@ -11,6 +11,7 @@ use super::rules::{
 use super::table::{Contribution, L7Conflict, PortTable, PortVerdict};
 use super::verdict::{AuthMode, Decision, DecisionKind, DropReason, Verdict};
 use super::{Direction, PolicyRef};
+use crate::fqdn::FqdnIdentity;
 use crate::identity::Identity;
 use crate::labels::{LabelSet, LabelSource, meta};
 use crate::ports::{PortRange, Protocol};
@@ -59,6 +60,8 @@ pub struct CompiledPolicy {
     endpoints: HashMap<Identity, EndpointPolicy>,
     enforcement: EnforcementMode,
     audit_mode: bool,
+    /// Every `toFQDNs` selector of the policies in force, lowercased, sorted.
+    fqdn_selectors: Arc<[String]>,
     /// Policies rejected while resolving (conflicting L7 parsers or auth modes).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -72,12 +75,28 @@ impl CompiledPolicy {
     /// Compiles a configuration with extra hypothetical endpoints (label sets), as
     /// `policy trace --from <labels>` needs.
     pub fn compile_with(config: &Config, extra: &[LabelSet]) -> Result<Self, CompileError> {
+        Self::compile_inner(config, extra, &[])
+    }
+
+    /// Compiles a configuration with the FQDN identities a node learned from DNS
+    /// answers (see [`crate::fqdn`]): they keep their numbers, and the rules that select
+    /// them (`toFQDNs`, and CIDR and entity rules covering their addresses) resolve to
+    /// per-peer entries as for any other identity.
+    pub fn compile_with_fqdn(config: &Config, fqdn: &[FqdnIdentity]) -> Result<Self, CompileError> {
+        Self::compile_inner(config, &[], fqdn)
+    }
+
+    fn compile_inner(
+        config: &Config,
+        extra: &[LabelSet],
+        fqdn: &[FqdnIdentity],
+    ) -> Result<Self, CompileError> {
         let mut skip = BTreeSet::new();
         let mut diagnostics = Vec::new();
         // Each round rejects at least one more policy or ends, so this terminates.
         loop {
             let translation = translate(config, &skip);
-            let universe = Universe::build(config, &translation.cidrs, extra)?;
+            let universe = Universe::build_with_fqdn(config, &translation.cidrs, extra, fqdn)?;
             let resolver =
                 Resolver::new(config, &universe, &translation.rules, &translation.rejected);
             match resolver.resolve_all() {
@@ -87,6 +106,7 @@ impl CompiledPolicy {
                         endpoints,
                         enforcement: config.node.enforcement,
                         audit_mode: config.node.audit_mode,
+                        fqdn_selectors: translation.fqdn_selectors.into_iter().collect(),
                         diagnostics,
                     });
                 }
@@ -115,7 +135,7 @@ impl CompiledPolicy {
         // the result fails closed rather than open.
         let all: BTreeSet<usize> = (0..config.policies.len()).collect();
         let translation = translate(config, &all);
-        let universe = Universe::build(config, &translation.cidrs, extra)?;
+        let universe = Universe::build_with_fqdn(config, &translation.cidrs, extra, fqdn)?;
         let resolver = Resolver::new(config, &universe, &translation.rules, &translation.rejected);
         let endpoints = resolver.resolve_all().unwrap_or_default();
         Ok(Self {
@@ -123,8 +143,15 @@ impl CompiledPolicy {
             endpoints,
             enforcement: config.node.enforcement,
             audit_mode: config.node.audit_mode,
+            fqdn_selectors: translation.fqdn_selectors.into_iter().collect(),
             diagnostics,
         })
+    }
+
+    /// Every `toFQDNs` selector of the policies in force (lowercased, sorted, each
+    /// once): what a learned name is matched against to label its addresses.
+    pub fn fqdn_selectors(&self) -> &[String] {
+        &self.fqdn_selectors
     }
 
     pub fn universe(&self) -> &Universe {
@@ -968,7 +995,8 @@ fn cidr_selects(
     except: &[ipnet::IpNet],
 ) -> bool {
     let prefix = match &info.kind {
-        IdentityKind::Cidr(p) => *p,
+        // An FQDN identity's addresses lie where its base prefix is.
+        IdentityKind::Cidr(p) | IdentityKind::Fqdn(p) => *p,
         // The world identities stand for the whole address family.
         IdentityKind::Reserved if info.id == Identity::WORLD_IPV4 => {
             ipnet::IpNet::V4(Default::default())

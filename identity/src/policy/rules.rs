@@ -115,6 +115,8 @@ pub(crate) struct Translation {
     pub rejected: Vec<RejectedRule>,
     /// Every prefix the rules name (CIDR identities are made for each).
     pub cidrs: BTreeSet<IpNet>,
+    /// Every `toFQDNs` selector the rules name, lowercased (as `PeerSelector::Fqdn`).
+    pub fqdn_selectors: BTreeSet<String>,
 }
 
 /// A rejected policy's subject, failing closed.
@@ -329,11 +331,13 @@ impl Context<'_> {
                 .collect());
         }
         if let Some(fqdns) = &r.to_fqdns {
-            add(fqdns
+            let selectors: Vec<String> = fqdns
                 .iter()
                 .filter_map(|f| f.match_name.clone().or_else(|| f.match_pattern.clone()))
-                .map(|p| PeerSelector::Fqdn(p.to_ascii_lowercase()))
-                .collect());
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
+            out.fqdn_selectors.extend(selectors.iter().cloned());
+            add(selectors.into_iter().map(PeerSelector::Fqdn).collect());
         }
         if r.to_requires.is_some() || r.to_groups.is_some() {
             add(Vec::new());

@@ -4,7 +4,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use super::{ErrorLine, ObserveRequest, Request, Status};
+use super::{ErrorLine, FqdnCacheEntry, ObserveRequest, Request, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -110,6 +110,28 @@ pub fn status(path: &Path) -> Result<Status, ClientError> {
         .unwrap_or_else(|| Err(ClientError::Server("the node closed the connection".into())))?;
     serde_json::from_str::<Reply>(&line)
         .map(|r| r.status)
+        .map_err(|source| ClientError::BadLine {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Asks the node what `toFQDNs` learned.
+pub fn fqdn_cache(path: &Path) -> Result<Vec<FqdnCacheEntry>, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        fqdn_cache: Vec<FqdnCacheEntry>,
+    }
+    let stream = connect(path, &Request::FqdnCache {})?;
+    let mut lines = FlowLines {
+        path: path.to_owned(),
+        reader: BufReader::new(stream),
+    };
+    let line = lines
+        .next()
+        .unwrap_or_else(|| Err(ClientError::Server("the node closed the connection".into())))?;
+    serde_json::from_str::<Reply>(&line)
+        .map(|r| r.fqdn_cache)
         .map_err(|source| ClientError::BadLine {
             path: path.to_owned(),
             source,

@@ -8,6 +8,8 @@
 //!   connection stays open and new flows follow, with a `{"lost_events":…}` line when
 //!   the reader fell behind.
 //! - `{"status":{}}` → one [`Status`] line.
+//! - `{"fqdn_cache":{}}` → one `{"fqdn_cache":[FqdnCacheEntry…]}` line: what `toFQDNs`
+//!   learned (`sluice fqdn cache list`).
 //!
 //! Any failure is a single `{"error":"…"}` line, then the server closes.
 //!
@@ -17,6 +19,7 @@
 mod client;
 mod server;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +27,8 @@ use sluice_config::types::NodeConfigSpec;
 
 use crate::flow::filter::FlowFilters;
 
-pub use client::{ClientError, FlowLines, observe, status};
-pub use server::{AdminError, AdminServer, serve};
+pub use client::{ClientError, FlowLines, fqdn_cache, observe, status};
+pub use server::{AdminError, AdminServer, FqdnSource, serve};
 
 /// Where the node listens when NodeConfig does not say.
 pub const DEFAULT_SOCKET: &str = "/run/sluice/admin.sock";
@@ -43,6 +46,36 @@ pub fn socket_path(spec: Option<&NodeConfigSpec>) -> PathBuf {
 pub enum Request {
     Observe(ObserveRequest),
     Status {},
+    FqdnCache {},
+}
+
+/// One name an endpoint looked up, and the addresses its allowed answers gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FqdnCacheEntry {
+    /// `namespace/name` of the workload that asked.
+    pub endpoint: String,
+    /// Canonical (lowercase, final dot); a CNAME chain lists every name of it.
+    pub name: String,
+    /// The `toFQDNs` selectors of the policy in force that match the name: what it opens.
+    pub selectors: Vec<String>,
+    pub ips: Vec<FqdnCacheIp>,
+}
+
+/// One learned address of an [`FqdnCacheEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FqdnCacheIp {
+    pub ip: IpAddr,
+    /// The address's FQDN identity now; null when it keeps its own (no selector matches
+    /// any of its names, or it is an endpoint's).
+    pub identity: Option<u32>,
+    /// The answer's TTL, seconds.
+    pub ttl: u32,
+    /// When this name stops holding the address open (RFC 3339, UTC).
+    pub expires_at: String,
+    /// Seconds until then.
+    pub expires_in: u64,
+    /// `lookup` (an answer of this run) or `restored` (from the state file).
+    pub source: String,
 }
 
 /// Which flows to send. With neither `last` nor `first`, every flow held is sent.
@@ -95,6 +128,10 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::Status {}).unwrap(),
             r#"{"status":{}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::FqdnCache {}).unwrap(),
+            r#"{"fqdn_cache":{}}"#
         );
         let parsed: Request = serde_json::from_str(
             r#"{"observe":{"first":2,"filters":{"whitelist":[{"verdict":["DROPPED"]}]}}}"#,

@@ -13,7 +13,7 @@ use tokio::io::{
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, broadcast};
 
-use super::{ErrorLine, ObserveRequest, Request, Status};
+use super::{ErrorLine, FqdnCacheEntry, ObserveRequest, Request, Status};
 use crate::flow::filter::CompiledFilters;
 use crate::flow::{FlowRing, FlowsResponse, RecordedFlow, Timestamp};
 
@@ -50,6 +50,11 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> AdminE
         path,
         source,
     }
+}
+
+/// What the node has learned for `toFQDNs`, for `{"fqdn_cache":{}}`.
+pub trait FqdnSource: Send + Sync + 'static {
+    fn fqdn_cache(&self) -> Vec<FqdnCacheEntry>;
 }
 
 /// A bound admin socket. Dropping it removes the socket file (if it is still the one
@@ -111,6 +116,15 @@ impl AdminServer {
 
     /// Serves until the future is dropped (or accepting fails).
     pub async fn run(self, ring: Arc<FlowRing>) -> Result<(), AdminError> {
+        self.run_with(ring, None).await
+    }
+
+    /// [`AdminServer::run`], answering `fqdn_cache` requests from `fqdn`.
+    pub async fn run_with(
+        self,
+        ring: Arc<FlowRing>,
+        fqdn: Option<Arc<dyn FqdnSource>>,
+    ) -> Result<(), AdminError> {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
             let (stream, _) = self
@@ -125,8 +139,9 @@ impl AdminServer {
                 continue;
             };
             let ring = Arc::clone(&ring);
+            let fqdn = fqdn.clone();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, &ring).await {
+                if let Err(e) = handle(stream, &ring, fqdn).await {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
                 drop(permit);
@@ -160,7 +175,11 @@ async fn write_error<W: AsyncWrite + Unpin>(w: &mut W, msg: &str) -> io::Result<
     w.flush().await
 }
 
-async fn handle(stream: UnixStream, ring: &FlowRing) -> io::Result<()> {
+async fn handle(
+    stream: UnixStream,
+    ring: &FlowRing,
+    fqdn: Option<Arc<dyn FqdnSource>>,
+) -> io::Result<()> {
     let (read, write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut writer = BufWriter::new(write);
@@ -195,6 +214,21 @@ async fn handle(stream: UnixStream, ring: &FlowRing) -> io::Result<()> {
             writer.flush().await
         }
         Request::Observe(req) => observe(req, ring, reader, writer).await,
+        Request::FqdnCache {} => {
+            let Some(fqdn) = fqdn else {
+                return write_error(&mut writer, "this node does not learn FQDN addresses").await;
+            };
+            // The node's cache sits behind the lock its installs take: read it off the
+            // runtime's workers.
+            let Ok(entries) = tokio::task::spawn_blocking(move || fqdn.fqdn_cache()).await else {
+                return write_error(&mut writer, "reading the FQDN cache failed").await;
+            };
+            let line = serde_json::to_string(&serde_json::json!({ "fqdn_cache": entries }))
+                .unwrap_or_default();
+            writer.write_all(line.as_bytes()).await?;
+            writer.write_all(b"\n").await?;
+            writer.flush().await
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod fqdn;
 mod node;
 mod observe;
 mod policy;
@@ -27,6 +28,9 @@ enum Command {
     Up(node::UpArgs),
     /// Run a command inside a running pod's cgroup and network namespace.
     Exec(node::ExecArgs),
+    /// What the running node learned from DNS answers for toFQDNs.
+    #[command(subcommand)]
+    Fqdn(fqdn::FqdnCommand),
 }
 
 /// Runs a command. `Ok` carries the exit code of a command that ran (e.g. 1 for an
@@ -37,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Observe(args) => observe::run(*args),
         Command::Up(args) => node::run_up(args),
         Command::Exec(args) => node::run_exec(args),
+        Command::Fqdn(cmd) => fqdn::run(cmd),
     }
 }
 

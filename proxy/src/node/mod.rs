@@ -7,6 +7,7 @@
 
 pub(crate) mod dns;
 mod events;
+pub mod fqdn;
 pub(crate) mod http;
 pub mod pods;
 pub mod proxy;
@@ -135,6 +136,16 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         .flat_map(|e| e.cgroups.iter().copied())
         .collect();
     enrolled.extend(host_workloads);
+    // What an earlier run learned from DNS is in force before anything runs.
+    let fqdn = fqdn::FqdnEngine::new(&node.fqdn, enrolled.clone(), snapshot.policy.universe());
+    let snapshot = {
+        let mut guard = fqdn.lock();
+        let prepared = guard
+            .prepare(snapshot, None)
+            .context("labelling the addresses learned from DNS (toFQDNs)")?;
+        guard.commit(prepared.pending);
+        prepared.snapshot
+    };
     datapath.set_generation(generation)?;
     let kernel = KernelMaps::compute(&snapshot, &enrolled)?;
     kernel.write(&mut datapath, generation)?;
@@ -171,8 +182,10 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         local_pods: pods.iter().map(|p| IpAddr::V4(p.address)).collect(),
         http: Default::default(),
         host_cgroups,
+        fqdn,
     });
     shared.http.rules.install(http_rules);
+    let fqdn_tasks = fqdn::spawn_tasks(shared.clone());
     let stop_events = Arc::new(AtomicBool::new(false));
     let events_thread =
         events.map(|r| events::spawn_reader(r, shared.clone(), stop_events.clone()));
@@ -204,8 +217,9 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         pod.start(command)?;
     }
     let admin = crate::admin::AdminServer::bind(&node.admin_socket)?;
+    let fqdn_view: Arc<dyn crate::admin::FqdnSource> = Arc::new(fqdn::AdminView(shared.clone()));
     let admin_task = tokio::spawn(async move {
-        if let Err(e) = admin.run(ring).await {
+        if let Err(e) = admin.run_with(ring, Some(fqdn_view)).await {
             warn!(error = %e, "admin socket stopped");
         }
     });
@@ -241,10 +255,16 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     eprintln!("sluice: stopping; removing pods, cgroups and BPF programs");
     // Stop the tasks first so that the datapath (held through `shared`) is dropped,
     // and its programs detached, before the pods and cgroups go.
-    for task in proxy_tasks.into_iter().chain([admin_task]) {
+    for task in proxy_tasks
+        .into_iter()
+        .chain([admin_task])
+        .chain(fqdn_tasks)
+    {
         task.abort();
         let _ = task.await;
     }
+    // What was learned survives the restart (spec.dns.stateFile).
+    shared.fqdn.save();
     if let Some(dns) = dns {
         dns.stop().await;
     }
@@ -285,38 +305,37 @@ async fn reload(
     generation: u32,
     enrolled: Vec<Enrolled>,
 ) {
-    let worker = shared.clone();
-    let prepared =
-        tokio::task::spawn_blocking(move || prepare_reload(&worker, &paths, generation, &enrolled))
+    let done =
+        tokio::task::spawn_blocking(move || apply_reload(&shared, &paths, generation, &enrolled))
             .await;
-    let (snapshot, rules) = match prepared {
-        Ok(Some(done)) => done,
-        Ok(None) => return,
-        Err(e) => {
-            warn!(error = %e, "reload task failed; the last good configuration stays in force");
-            return;
-        }
-    };
-    shared.http.rules.install(rules);
-    shared.state.store(snapshot);
-    info!(generation, "configuration reloaded");
-    eprintln!("sluice: configuration reloaded (generation {generation})");
+    if let Err(e) = done {
+        warn!(error = %e, "reload task failed; the last good configuration stays in force");
+    }
 }
 
-/// The blocking part of [`reload`]: everything but the swap. `None` when the new
-/// configuration is refused (said in the log and on stderr).
-fn prepare_reload(
-    shared: &Shared,
-    paths: &[PathBuf],
-    generation: u32,
-    enrolled: &[Enrolled],
-) -> Option<(Snapshot, http::rules::PreparedRules)> {
+/// The blocking part of [`reload`], the swap included. A refused configuration is said in
+/// the log and on stderr, and changes nothing.
+fn apply_reload(shared: &Shared, paths: &[PathBuf], generation: u32, enrolled: &[Enrolled]) {
     let snapshot = match compile(paths, generation) {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "reload rejected; the last good configuration stays in force");
             eprintln!("sluice: reload rejected, keeping the last good configuration:\n{e}");
-            return None;
+            return;
+        }
+    };
+    // Held to the end: no DNS answer installs between the new labels and the store.
+    let mut fqdn = shared.fqdn.lock();
+    let fqdn::Prepared {
+        snapshot,
+        stale: unlearned,
+        pending,
+    } = match fqdn.prepare(snapshot, Some(&shared.state.load())) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "reload rejected; the last good configuration stays in force");
+            eprintln!("sluice: reload rejected, keeping the last good configuration:\n{e}");
+            return;
         }
     };
     let kernel = match KernelMaps::compute(&snapshot, enrolled) {
@@ -324,7 +343,7 @@ fn prepare_reload(
         Err(e) => {
             warn!(error = %format!("{e:#}"), "reload rejected; the last good configuration stays in force");
             eprintln!("sluice: reload rejected, keeping the last good configuration:\n{e:#}");
-            return None;
+            return;
         }
     };
     let rules = http::rules::RuleCache::prepare(&snapshot, &kernel.endpoints);
@@ -338,9 +357,18 @@ fn prepare_reload(
     if let Err(e) = kernel.write(&mut dp, generation) {
         warn!(error = %format!("{e:#}"), "updating the kernel maps failed");
     }
+    // Addresses whose names no selector of the new policy matches are closed.
+    if let Err(e) = fqdn::unlearn(&mut dp, snapshot.policy.universe(), &unlearned) {
+        warn!(error = %e, "closing addresses the new policy no longer opens failed");
+    }
     drop(dp);
     drop(kernel);
-    Some((snapshot, rules))
+    shared.http.rules.install(rules);
+    shared.state.store(snapshot);
+    fqdn.commit(pending);
+    drop(fqdn);
+    info!(generation, "configuration reloaded");
+    eprintln!("sluice: configuration reloaded (generation {generation})");
 }
 
 /// What the kernel maps hold for one policy generation, computed before anything is
@@ -355,7 +383,7 @@ struct KernelMaps<'a> {
 
 /// A cgroup set enrolled as one workload: a pod's cgroup, or an existing cgroup
 /// (`spec.cgroup`) and the cgroups below it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Enrolled {
     namespace: String,
     name: String,
@@ -529,6 +557,11 @@ impl<'a> KernelMaps<'a> {
             .insert(IpNet::V4(Default::default()), Identity::WORLD_IPV4)?;
         dp.ipcache()
             .insert(IpNet::V6(Default::default()), Identity::WORLD_IPV6)?;
+        // Addresses learned from DNS last: a learned address a policy prefix names
+        // exactly (`toCIDR: [x/32]`) has its FQDN identity while the name lives.
+        for (ip, id) in self.snapshot.fqdn.iter() {
+            dp.ipcache().insert(IpNet::from(*ip), *id)?;
+        }
         dp.set_audit(self.snapshot.policy.audit_mode())?;
         let mut written = 0;
         for entry in &self.policy {

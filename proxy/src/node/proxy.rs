@@ -42,6 +42,8 @@ pub struct Shared {
     /// connections always come to the proxy: a BYPASS would reach pods from the host's
     /// address, which the pods' ingress sees as `host`, not as the workload.
     pub host_cgroups: HashSet<sluice_bpf::CgroupId>,
+    /// `toFQDNs`: what DNS answers taught, and the identities of the learned addresses.
+    pub fqdn: super::fqdn::FqdnEngine,
 }
 
 impl Shared {
@@ -91,7 +93,7 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let snapshot = shared.state.load();
     let dst = orig.addr;
     let src_id = orig.src_identity;
-    let Some(dst_id) = destination_identity(snapshot.policy.universe(), dst.ip()) else {
+    let Some(dst_id) = destination_identity(&snapshot, dst.ip()) else {
         // A pod asking for 127.0.0.x would reach the node's own loopback through us.
         warn!(%peer, destination = %dst, "refusing a redirected connection to loopback");
         record(
@@ -187,15 +189,15 @@ fn require_authentication(d: &mut Decision, audit: bool) {
 }
 
 /// The identity of a destination: the node's own addresses are `host`; loopback is
-/// refused (None).
-fn destination_identity(universe: &Universe, ip: IpAddr) -> Option<Identity> {
+/// refused (None); an address learned from DNS has its FQDN identity.
+fn destination_identity(snapshot: &Snapshot, ip: IpAddr) -> Option<Identity> {
     if ip.is_loopback() || ip.is_unspecified() {
         return None;
     }
     if ip == IpAddr::V4(GATEWAY) || ip == IpAddr::V4(PROXY_SOURCE) {
         return Some(Identity::HOST);
     }
-    Some(universe.ipcache().lookup(ip).0)
+    Some(snapshot.identity_of(ip))
 }
 
 /// A verdict that did not come from policy: a pod's connection to the node's loopback.
@@ -335,7 +337,8 @@ pub fn push(shared: &Shared, flow: Flow) {
 }
 
 /// A flow endpoint for an identity seen at `ip`: the workload when one has that
-/// address, else the identity alone.
+/// address, else the identity alone (with its labels when it is a CIDR or FQDN
+/// identity, as Hubble shows `cidr:…` and `fqdn:…` labels).
 pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Arc<Endpoint> {
     let cluster = &universe.cluster_name;
     let none = sluice_identity::LabelSet::default();
@@ -353,7 +356,20 @@ pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Arc<Endpoin
                 &ep.name,
                 labels,
             ),
-            _ => Endpoint::from_identity(id),
+            _ => {
+                let mut endpoint = Endpoint::from_identity(id);
+                if let Some(info) = universe.identity(id).filter(|i| {
+                    matches!(
+                        i.kind,
+                        sluice_identity::universe::IdentityKind::Cidr(_)
+                            | sluice_identity::universe::IdentityKind::Fqdn(_)
+                    )
+                }) {
+                    endpoint.labels = info.labels.to_strings();
+                    endpoint.labels.sort();
+                }
+                endpoint
+            }
         },
     )
 }

@@ -4,12 +4,14 @@
 //! atomically. A connection reads one whole snapshot; a reload that fails keeps the
 //! last good one and says why.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use sluice_config::{Config, Diagnostic, LoadError, load};
-use sluice_identity::CompiledPolicy;
+use sluice_identity::{CompiledPolicy, Identity};
 
 use super::http::respond::DeniedResponse;
 
@@ -23,6 +25,21 @@ pub struct Snapshot {
     pub generation: u32,
     /// The HTTP engine's 403 (`NodeConfig.spec.http`), built once for this snapshot.
     pub denied: DeniedResponse,
+    /// Addresses learned from DNS answers (`toFQDNs`) and their FQDN identities, which
+    /// `policy` knows. They sit beside the policy's own ipcache, so that learning an
+    /// address with an identity that exists swaps this map only (see `node::fqdn`).
+    pub fqdn: Arc<HashMap<IpAddr, Identity>>,
+}
+
+impl Snapshot {
+    /// The identity of an address: a learned FQDN identity, else the policy's ipcache
+    /// (longest prefix; world when nothing claims it).
+    pub fn identity_of(&self, ip: IpAddr) -> Identity {
+        match self.fqdn.get(&ip) {
+            Some(id) => *id,
+            None => self.policy.universe().ipcache().lookup(ip).0,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +73,7 @@ pub fn compile(paths: &[PathBuf], generation: u32) -> Result<Snapshot, ReloadErr
         config: Arc::new(config),
         policy: Arc::new(policy),
         generation,
+        fqdn: Arc::default(),
     })
 }
 

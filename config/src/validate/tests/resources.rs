@@ -219,6 +219,9 @@ fn node_configs() {
                 allow_localhost: Some("policy".into()),
                 dns: Some(DnsSettings {
                     reject_response: Some("nxdomain".into()),
+                    min_ttl: Some(3600),
+                    max_ips_per_hostname: Some(50),
+                    state_file: Some("/var/lib/sluice/fqdn.json".into()),
                 }),
                 http: Some(HttpSettings {
                     denied_body: Some("Denied by policy; see https://wiki.example/l7".into()),
@@ -278,6 +281,34 @@ fn node_configs() {
             &[(
                 "spec.http.headerTimeout",
                 "headerTimeout must be greater than zero",
+            )],
+        ),
+        case(
+            "Cilium tofqdns-endpoint-max-ip-per-hostname: at least one address per name",
+            nc(NodeConfigSpec {
+                dns: Some(DnsSettings {
+                    max_ips_per_hostname: Some(0),
+                    ..DnsSettings::default()
+                }),
+                ..NodeConfigSpec::default()
+            }),
+            &[(
+                "spec.dns.maxIPsPerHostname",
+                "maxIPsPerHostname must be at least 1 (every allowed answer keeps at least one address per name)",
+            )],
+        ),
+        case(
+            "the FQDN state file: an absolute path, as adminSocket",
+            nc(NodeConfigSpec {
+                dns: Some(DnsSettings {
+                    state_file: Some("state/fqdn.json".into()),
+                    ..DnsSettings::default()
+                }),
+                ..NodeConfigSpec::default()
+            }),
+            &[(
+                "spec.dns.stateFile",
+                "stateFile must be an absolute path, like /run/sluice/fqdn-cache.json",
             )],
         ),
         case(

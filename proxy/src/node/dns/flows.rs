@@ -13,7 +13,7 @@ use sluice_dns::{DnsEvent, Reason, Transport, Verdict as DnsVerdict};
 use sluice_identity::{Identity, Protocol};
 use tokio::sync::mpsc;
 
-use super::policy::{client_identity, resolver_identity};
+use super::policy::{client_identity, learned_resolver_identity};
 use crate::flow::{DnsAnswerInfo, DnsQueryEvent, Flow, FlowVerdict, Timestamp};
 use crate::node::proxy::{Shared, endpoint_of, push};
 
@@ -61,7 +61,7 @@ pub fn record_event(shared: &Shared, event: &DnsEvent, listen: SocketAddr) {
     // A query with no original destination was, as far as anyone knows, sent to us.
     let server = event.server.unwrap_or(listen);
     let client_id = client_identity(universe, event.peer.ip());
-    let server_id = resolver_identity(universe, server.ip()).unwrap_or(Identity::HOST);
+    let server_id = learned_resolver_identity(&snapshot, server.ip()).unwrap_or(Identity::HOST);
     let query = DnsQueryEvent {
         node_name: &shared.node_name,
         source: endpoint_of(universe, client_id, event.peer.ip()),

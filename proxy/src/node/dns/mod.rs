@@ -9,9 +9,8 @@
 //! - [`NodeDnsPolicy`]: the decision ([`policy`]) on the current policy snapshot, and the
 //!   L3/L4 flows of queries policy drops;
 //! - [`flows`]: every query's event as Hubble DNS flows;
-//! - [`NoFqdnLearning`]: what an answer teaches the node. Nothing yet: `toFQDNs` (answers
-//!   installing the learned addresses before the client sees them) is the next step, and
-//!   until it lands no policy can select addresses by name.
+//! - [`FqdnLearning`](super::fqdn::FqdnLearning): what an allowed answer teaches the node
+//!   (`toFQDNs`), installed before the client sees the answer.
 
 pub mod flows;
 pub mod policy;
@@ -23,15 +22,17 @@ use std::sync::Arc;
 use sluice_bpf::DnsOrigDsts;
 use sluice_config::DnsRejectResponse;
 use sluice_dns::{
-    AnswerHook, BindError, ClientInfo, DnsPolicy, DnsProxy, Handlers, HookError, OriginalDst,
-    PolicyAnswer, ProxyConfig, RecordType, RejectResponse, ResolvedAnswer, Transport,
+    BindError, ClientInfo, DnsPolicy, DnsProxy, Handlers, OriginalDst, PolicyAnswer, ProxyConfig,
+    RecordType, RejectResponse, Transport,
 };
 use sluice_identity::Direction;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use self::policy::{QueryKey, QueryVerdict, RuleCache, client_identity, resolver_identity};
+use super::fqdn::{ANSWER_HOLD, FqdnLearning};
+
+use self::policy::{QueryKey, QueryVerdict, RuleCache, client_identity, learned_resolver_identity};
 use super::pods::PROXY_SOURCE;
 use super::proxy::Shared;
 
@@ -57,6 +58,7 @@ impl DnsService {
             DnsRejectResponse::Refused => RejectResponse::Refused,
             DnsRejectResponse::NxDomain => RejectResponse::NameError,
         };
+        config.answer_hook_timeout = ANSWER_HOLD;
         config.upstream_sources = shared
             .local_pods
             .iter()
@@ -70,7 +72,7 @@ impl DnsService {
                 proxy_port: listen.port(),
             }),
             original_dst: Arc::new(KernelOriginalDst(original_dst)),
-            answer_hook: Arc::new(NoFqdnLearning),
+            answer_hook: Arc::new(FqdnLearning::new(Arc::clone(&shared))),
             events: Arc::new(events),
         };
         let proxy = DnsProxy::bind(config, handlers).await?;
@@ -119,23 +121,6 @@ impl OriginalDst for KernelOriginalDst {
     }
 }
 
-/// The node's answer hook until `toFQDNs` lands: an answer installs nothing, so it is
-/// released at once. Learned addresses stay unknown to policy (connections to them are
-/// decided as `world` or by CIDR, never by name).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoFqdnLearning;
-
-impl AnswerHook for NoFqdnLearning {
-    async fn on_answer(
-        &self,
-        client: &ClientInfo,
-        answer: &ResolvedAnswer,
-    ) -> Result<(), HookError> {
-        debug!(peer = %client.peer, qname = %answer.qname, ips = answer.ips.len(), "DNS answer (not learned: toFQDNs has not landed)");
-        Ok(())
-    }
-}
-
 /// Policy for the DNS proxy, on the node's current snapshot.
 pub struct NodeDnsPolicy {
     shared: Arc<Shared>,
@@ -150,7 +135,7 @@ impl DnsPolicy for NodeDnsPolicy {
         let universe = policy.universe();
         let client_id = client_identity(universe, client.peer.ip());
         let proto = flows::protocol(client.transport);
-        let Some(resolver) = resolver_identity(universe, client.server.ip()) else {
+        let Some(resolver) = learned_resolver_identity(&snapshot, client.server.ip()) else {
             warn!(peer = %client.peer, server = %client.server, "DNS query to a loopback resolver; dropped");
             return PolicyAnswer::Drop;
         };

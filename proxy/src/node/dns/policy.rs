@@ -35,6 +35,7 @@ use sluice_l7::dns::{DnsPatternSet, FqdnPattern};
 use tracing::warn;
 
 use crate::node::pods::{GATEWAY, PROXY_SOURCE};
+use crate::node::state::Snapshot;
 
 /// A query's endpoints, as policy sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +77,13 @@ pub fn resolver_identity(universe: &Universe, ip: IpAddr) -> Option<Identity> {
         return Some(Identity::HOST);
     }
     Some(universe.ipcache().lookup(ip).0)
+}
+
+/// [`resolver_identity`] on the node's snapshot: a resolver whose address was learned
+/// from DNS (`toFQDNs` naming a public resolver) has its FQDN identity.
+pub fn learned_resolver_identity(snapshot: &Snapshot, ip: IpAddr) -> Option<Identity> {
+    resolver_identity(snapshot.policy.universe(), ip)
+        .map(|id| snapshot.fqdn.get(&ip).copied().unwrap_or(id))
 }
 
 /// Decides one query. Pure: the caller reports what needs reporting.
