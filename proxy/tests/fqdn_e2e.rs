@@ -226,7 +226,7 @@ impl Drop for Outside {
 }
 
 /// curl's arguments that print only the HTTP status.
-const CURL_STATUS: [&str; 7] = ["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}"];
+const CURL_STATUS: [&str; 7] = ["-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"];
 
 /// curl from the client pod: the HTTP status, 0 when the connection failed.
 fn curl(ip: &str) -> u16 {
