@@ -8,6 +8,9 @@
 //!   connection stays open and new flows follow, with a `{"lost_events":…}` line when
 //!   the reader fell behind.
 //! - `{"status":{}}` → one [`Status`] line.
+//! - `{"handover":{"protocol":1,"pid":N,"drain_seconds":N}}` → a successor node asks to
+//!   take over (`sluice up --takeover`); the connection is handed to the node, which
+//!   speaks the handover protocol on it (`node::handover`).
 //!
 //! Any failure is a single `{"error":"…"}` line, then the server closes.
 //!
@@ -25,7 +28,7 @@ use sluice_config::types::NodeConfigSpec;
 use crate::flow::filter::FlowFilters;
 
 pub use client::{ClientError, FlowLines, observe, status};
-pub use server::{AdminError, AdminServer, serve};
+pub use server::{AdminError, AdminServer, HandoverOffer, SocketFile, serve};
 
 /// Where the node listens when NodeConfig does not say.
 pub const DEFAULT_SOCKET: &str = "/run/sluice/admin.sock";
@@ -43,6 +46,19 @@ pub fn socket_path(spec: Option<&NodeConfigSpec>) -> PathBuf {
 pub enum Request {
     Observe(ObserveRequest),
     Status {},
+    Handover(HandoverRequest),
+}
+
+/// A successor's request to take the node over (see `node::handover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverRequest {
+    /// The handover protocol the successor speaks.
+    pub protocol: u32,
+    /// The successor's process id (for the predecessor's log).
+    pub pid: u32,
+    /// How long the predecessor may keep serving the connections it holds after it let
+    /// go of the listeners.
+    pub drain_seconds: u64,
 }
 
 /// Which flows to send. With neither `last` nor `first`, every flow held is sent.
