@@ -49,6 +49,14 @@ impl Drop for Dirs {
         for program in PROGRAMS {
             let _ = std::fs::remove_file(self.links.join(program));
         }
+        if let Ok(subdirs) = std::fs::read_dir(&self.links) {
+            for sub in subdirs.flatten() {
+                for program in PROGRAMS {
+                    let _ = std::fs::remove_file(sub.path().join(program));
+                }
+                let _ = std::fs::remove_dir(sub.path());
+            }
+        }
         let _ = std::fs::remove_dir(&self.links);
         let _ = std::fs::remove_dir_all(&self.locks);
     }
@@ -151,4 +159,49 @@ fn a_lock_descriptor_that_does_not_hold_the_lock_is_refused() {
     assert!(matches!(err, Error::Handover { .. }), "{err}");
     drop(first);
     assert_eq!(dirs.pins(), 0);
+}
+
+#[test]
+fn an_enrolled_cgroup_is_claimed_by_the_successor_and_no_other_is_attached() {
+    let cgroup = TestCgroup::new();
+    let unit = TestCgroup::new();
+    let other = TestCgroup::new();
+    let dirs = Dirs::new("enrolled");
+    let options = dirs.options(&cgroup.path);
+    let mut first = Datapath::load(&options).unwrap_or_else(|e| panic!("load: {e}"));
+    let id = first.attach_cgroup(&unit.path).unwrap();
+    let unit_pins = dirs.links.join(format!("cgroup-{}", id.0));
+    assert_eq!(
+        std::fs::read_dir(&unit_pins).unwrap().count(),
+        PROGRAMS.len()
+    );
+
+    let fds = first.handover_fds().unwrap();
+    assert_eq!(fds.locks.len(), 2, "the main cgroup's lock and the unit's");
+    first.release();
+    let mut second = Datapath::adopt(&options, fds).unwrap_or_else(|e| panic!("adopt: {e}"));
+    drop(first);
+    assert_eq!(
+        second.unclaimed_cgroups(),
+        vec![unit.path.canonicalize().unwrap()]
+    );
+    // The successor claims what its predecessor enrolled; it cannot attach anything new.
+    assert_eq!(second.attach_cgroup(&unit.path).unwrap(), id);
+    assert!(second.unclaimed_cgroups().is_empty());
+    let err = second.attach_cgroup(&other.path).unwrap_err();
+    assert!(matches!(err, Error::CgroupRefused { .. }), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&unit_pins).unwrap().count(),
+        PROGRAMS.len()
+    );
+
+    second.own();
+    drop(second);
+    assert_eq!(
+        std::fs::read_dir(&unit_pins).map_or(0, |d| d.count()),
+        0,
+        "the unit's pins removed by the owner"
+    );
+    assert_eq!(dirs.lock_files(), 0);
+    let _ = std::fs::remove_dir(&unit_pins);
 }

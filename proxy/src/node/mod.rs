@@ -342,6 +342,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             dns,
             stop_events,
             events_thread: events_thread.take(),
+            pending: handovers,
         };
         return handover::step_down(conn, drain, pid, serving, shared, pods, parent).await;
     }

@@ -225,6 +225,8 @@ pub struct Serving {
     pub dns: Option<DnsService>,
     pub stop_events: Arc<AtomicBool>,
     pub events_thread: Option<std::thread::JoinHandle<()>>,
+    /// Takeover requests that arrived while this one was answered.
+    pub pending: tokio::sync::mpsc::Receiver<HandoverOffer>,
 }
 
 /// Lets go: releases everything (nothing this process drops from here on touches what
@@ -254,6 +256,12 @@ pub async fn step_down(
     }
     serving.admin_task.abort();
     let _ = serving.admin_task.await;
+    let mut pending = serving.pending;
+    pending.close();
+    while let Ok(offer) = pending.try_recv() {
+        let reason = format!("this node hands over to pid {successor}; take that one over");
+        refuse(&mut Conn::new(offer.stream), offer.request.pid, &reason).await;
+    }
     if let Some(dns) = serving.dns {
         dns.release().await;
     }
