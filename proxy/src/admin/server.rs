@@ -151,7 +151,12 @@ impl AdminServer {
         let bound = listener
             .local_addr()
             .map_err(io_err("inspect the socket handed over for", &path))?;
-        if bound.as_pathname() != Some(path.as_path()) {
+        // The same file, however its path is spelled.
+        let same_file = |a: &Path, b: &Path| match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        };
+        if !bound.as_pathname().is_some_and(|b| same_file(b, &path)) {
             return Err(io_err("adopt", &path)(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("the socket handed over is bound to {bound:?}"),
