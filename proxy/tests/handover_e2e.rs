@@ -262,11 +262,16 @@ impl QueryLog {
         self.lines.iter().filter(|l| l.contains(" ok ")).count()
     }
 
-    /// Lines after the first `from` that are not a good answer.
-    fn failures_after(&self, from: usize) -> Vec<&String> {
-        self.lines[from..]
+    /// The queries sent at or after `since` (unix time).
+    fn sent_since(&self, since: f64) -> Vec<&String> {
+        self.lines
             .iter()
-            .filter(|l| !l.contains(" ok "))
+            .filter(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .is_some_and(|t| t >= since)
+            })
             .collect()
     }
 }
@@ -359,6 +364,13 @@ fn dig_status(name: &str) -> String {
         .and_then(|s| s.split(',').next())
         .unwrap_or("no answer")
         .to_owned()
+}
+
+/// Waits until the echo backend listens (seen from the host, which no redirect touches).
+fn wait_for_backend() {
+    eventually("the echo backend listens", || {
+        std::net::TcpStream::connect((BACKEND, ECHO_PORT)).is_ok()
+    });
 }
 
 fn unix_now() -> f64 {
@@ -464,11 +476,13 @@ fn live_restarts_lose_no_query_keep_workloads_connections_and_policy() {
     eventually("the query loop gets answers", || {
         QueryLog::read(&dir).answered() >= 20
     });
-    let baseline = QueryLog::read(&dir).lines.len();
+    // Queries sent from now on must all be answered.
+    let baseline = unix_now();
     let client_pid = QueryLog::read(&dir).pids[0];
 
     // A connection through the proxy, opened before any restart (the first of its kind,
     // so the proxy splices it: the backend sees the proxy's address).
+    wait_for_backend();
     let mut held = HeldConnection::open();
     assert_eq!(held.ping(0), format!("{PROXY_SOURCE} ping 0"));
 
@@ -564,13 +578,14 @@ fn live_restarts_lose_no_query_keep_workloads_connections_and_policy() {
 
     // Every query of the loop across all of it was answered, by one client process.
     let log = QueryLog::read(&dir);
-    let failures = log.failures_after(baseline);
+    let sent = log.sent_since(baseline);
+    let failures: Vec<_> = sent.iter().filter(|l| !l.contains(" ok ")).collect();
     let in_flight = log.in_flight_during(&switches);
     eprintln!(
         "query loop: {} queries after the baseline, {} answered, {} failed, {} restarts, \
          {in_flight} queries in flight while a successor took over",
-        log.lines.len() - baseline,
-        log.lines.len() - baseline - failures.len(),
+        sent.len(),
+        sent.len() - failures.len(),
         failures.len(),
         RESTARTS
     );
@@ -596,5 +611,52 @@ fn live_restarts_lose_no_query_keep_workloads_connections_and_policy() {
         dig_status("api.allowed.test") == "NOERROR"
     });
     drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_successor_killed_after_taking_over_fails_closed_and_the_next_node_cleans_up() {
+    let _turn = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("handover-crash");
+    std::fs::write(dir.join("config/all.yaml"), config(&dir, "")).unwrap();
+    let mut first = Node::start(&dir);
+    eventually("DNS answers", || {
+        dig_status("api.allowed.test") == "NOERROR"
+    });
+    // The first node will have a connection to finish: it outlives its successor.
+    wait_for_backend();
+    let mut held = HeldConnection::open();
+    assert_eq!(held.ping(0), format!("{PROXY_SOURCE} ping 0"));
+    let successor = Node::takeover(&dir, &dir.join("config"), &["--drain-timeout", "120"])
+        .unwrap_or_else(|e| panic!("takeover failed:\n{e}"));
+    successor.signal("-KILL");
+    drop(successor);
+
+    // Nothing serves: the pinned programs still redirect, so DNS fails closed instead
+    // of reaching the resolver unenforced; the first node only finishes what it holds.
+    assert_eq!(dig_status("api.allowed.test"), "no answer");
+    assert!(alive(first.pid()), "the first node still drains");
+    assert_eq!(held.ping(1), format!("{PROXY_SOURCE} ping 1"));
+
+    // It let go of the locks when it handed over: a plain node starts at once, and
+    // cleans up what the killed one left (pods restarted, links re-attached).
+    let second = Node::start(&dir);
+    eventually("the new node answers", || {
+        dig_status("api.allowed.test") == "NOERROR"
+    });
+    assert!(
+        !stranger_reaches_backend(),
+        "policy enforced by the new node"
+    );
+    // The held connection's backend was restarted with its pod: the first node's last
+    // connection ends, and it exits.
+    held.close();
+    let status = first
+        .wait_exit(Duration::from_secs(30))
+        .expect("the first node exits once its connection ended");
+    assert!(status.success(), "first node exited with {status}");
+    drop(second);
+    let left = leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

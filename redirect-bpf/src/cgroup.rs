@@ -107,7 +107,8 @@ fn unescape_mount_path(s: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct InstanceLock {
     path: PathBuf,
-    file: File,
+    /// `None` once closed for good ([`InstanceLock::close`]).
+    file: Option<File>,
     pub(crate) released: bool,
 }
 
@@ -141,7 +142,7 @@ impl InstanceLock {
                 Ok(current) if current.ino() == locked_inode => {
                     return Ok(Self {
                         path: lock,
-                        file,
+                        file: Some(file),
                         released: false,
                     });
                 }
@@ -182,14 +183,25 @@ impl InstanceLock {
         }
         Ok(Self {
             path: lock,
-            file,
+            file: Some(file),
             released: true,
         })
     }
 
     /// A duplicate of the locked descriptor, for a successor.
     pub(crate) fn try_clone_file(&self) -> io::Result<File> {
-        self.file.try_clone()
+        match &self.file {
+            Some(file) => file.try_clone(),
+            None => Err(io::Error::other("the instance lock was closed")),
+        }
+    }
+
+    /// Lets go of this process's hold on the lock for good: released to a successor that
+    /// holds it, so that the lock is free as soon as that successor is gone, even while
+    /// this process is still finishing its connections.
+    pub(crate) fn close(&mut self) {
+        self.released = true;
+        self.file = None;
     }
 }
 

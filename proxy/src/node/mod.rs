@@ -343,6 +343,8 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             stop_events,
             events_thread: events_thread.take(),
             pending: handovers,
+            node_lock: lock,
+            sockets,
         };
         return handover::step_down(conn, drain, pid, serving, shared, pods, parent).await;
     }

@@ -172,13 +172,20 @@ impl Datapath {
 
     /// A successor holds the programs now: dropping this datapath leaves its links
     /// attached (and pinned) and its lock files in place, and only closes descriptors.
+    /// The instance locks are let go of at once (the successor holds them), so they are
+    /// free as soon as the successor is gone. Final: the maps stay usable, but this
+    /// instance cannot own or hand over the datapath again.
     pub fn release(&mut self) {
         self.set_released(true);
+        self.lock.close();
+        for extra in &mut self.extra {
+            extra.lock.close();
+        }
     }
 
     /// This instance is the one that cleans up again: dropping it detaches the programs
     /// and removes the pins and lock files. An adopted datapath calls it once its
-    /// predecessor has let go.
+    /// predecessor has let go (never after [`Datapath::release`]).
     pub fn own(&mut self) {
         self.set_released(false);
     }

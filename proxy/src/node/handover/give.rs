@@ -227,6 +227,11 @@ pub struct Serving {
     pub events_thread: Option<std::thread::JoinHandle<()>>,
     /// Takeover requests that arrived while this one was answered.
     pub pending: tokio::sync::mpsc::Receiver<HandoverOffer>,
+    /// The node lock and the duplicates of the listening sockets kept for a successor:
+    /// closed as soon as the successor has them, so that nothing of the node stays
+    /// open (or locked) here should the successor go away during the drain.
+    pub node_lock: File,
+    pub sockets: Sockets,
 }
 
 /// Lets go: releases everything (nothing this process drops from here on touches what
@@ -265,6 +270,8 @@ pub async fn step_down(
     if let Some(dns) = serving.dns {
         dns.release().await;
     }
+    drop(serving.node_lock);
+    drop(serving.sockets);
     // One reader of the kernel's event ring at a time: ours stops before the
     // successor's starts (on `released`).
     serving.stop_events.store(true, Ordering::Relaxed);
