@@ -297,15 +297,16 @@ pub async fn step_down(
         "handed over; draining what this process holds"
     );
     eprintln!(
-        "sluice: handed over to pid {successor}; finishing {held} connection(s) and queries (at most {}s)",
+        "sluice: handed over to pid {successor}; finishing what {held} task(s) hold (connections, queries; at most {}s)",
         drain.as_secs()
     );
-    let deadline = Instant::now() + drain;
+    // A drain too long to represent has no deadline.
+    let deadline = Instant::now().checked_add(drain);
     let mut term = signal(SignalKind::terminate())?;
     // Every connection and query task holds the shared state; when only this one is
     // left, everything this process held is done.
     while Arc::strong_count(&shared) > 1 {
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             let cut = Arc::strong_count(&shared).saturating_sub(1);
             warn!(
                 cut,
