@@ -266,7 +266,8 @@ impl Datapath {
                 "this instance adopted its programs and cannot attach them",
             ));
         };
-        let links = attach_all(ebpf, &cgroup, pin_dir.as_deref())?;
+        let mut links = attach_all(ebpf, &cgroup, pin_dir.as_deref())?;
+        links.own_dir = pin_dir;
         info!(cgroup = %cgroup.path().display(), "sluice datapath attached to an enrolled cgroup");
         self.extra.push(ExtraCgroup {
             links,
@@ -714,6 +715,9 @@ struct Links {
     held: Vec<FdLink>,
     pinned: Vec<PinnedLink>,
     released: bool,
+    /// A directory of this instance's own (an enrolled cgroup's), removed once its pins
+    /// are.
+    own_dir: Option<PathBuf>,
 }
 
 impl Drop for Links {
@@ -726,6 +730,9 @@ impl Drop for Links {
             if let Err(e) = link.unpin() {
                 tracing::warn!(error = %e, "could not unpin a BPF link");
             }
+        }
+        if let Some(dir) = &self.own_dir {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }

@@ -294,6 +294,7 @@ impl Datapath {
             .map(|d| d.join(format!("cgroup-{}", id.0)))
             .ok_or_else(|| handover_err("a datapath is adopted through its pinned links"))?;
         let mut links = adopt_links(&dir)?;
+        links.own_dir = Some(dir);
         lock.released = self.released;
         links.released = self.released;
         info!(cgroup = %cgroup.path().display(), "enrolled cgroup adopted from the running node");
