@@ -32,6 +32,7 @@ mod event;
 mod handler;
 pub mod hooks;
 mod server;
+mod sockets;
 mod tcp;
 mod upstream;
 pub mod wire;
@@ -50,4 +51,5 @@ pub use hooks::{
     ResolvedAnswer, Transport,
 };
 pub use server::{BindError, DnsProxy};
+pub use sockets::Sockets;
 pub use wire::ResolvedIp;

@@ -32,9 +32,9 @@ pub enum BindError {
 
 /// A bound DNS proxy, ready to serve.
 pub struct DnsProxy<H> {
-    udp: Arc<UdpSocket>,
-    tcp: TcpListener,
-    shared: Arc<Shared<H>>,
+    pub(crate) udp: Arc<UdpSocket>,
+    pub(crate) tcp: TcpListener,
+    pub(crate) shared: Arc<Shared<H>>,
 }
 
 impl<H: AnswerHook> DnsProxy<H> {
@@ -55,8 +55,18 @@ impl<H: AnswerHook> DnsProxy<H> {
                 source,
             })?;
         tracing::info!(addr = %local_addr, upstream = ?config.fixed_upstream, "DNS proxy bound");
+        Ok(Self::assemble(config, handlers, udp, tcp, local_addr))
+    }
+
+    pub(crate) fn assemble(
+        config: ProxyConfig,
+        handlers: Handlers<H>,
+        udp: UdpSocket,
+        tcp: TcpListener,
+        local_addr: SocketAddr,
+    ) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
-        Ok(Self {
+        Self {
             udp: Arc::new(udp),
             tcp,
             shared: Arc::new(Shared {
@@ -65,7 +75,7 @@ impl<H: AnswerHook> DnsProxy<H> {
                 handlers,
                 in_flight,
             }),
-        })
+        }
     }
 
     /// The address both listeners are bound to.

@@ -99,10 +99,17 @@ fn unescape_mount_path(s: &str) -> String {
 /// Held for as long as the datapath is attached to a cgroup. The lock file is removed
 /// on drop (while still locked); an acquirer that locked a file which was removed in
 /// the meantime notices the changed inode and retries on the new file.
+///
+/// An `flock` belongs to the open file, not to the process: a predecessor that hands
+/// its descriptor to a successor (the node's live restart) shares one lock with it,
+/// which stays held until both have closed it. `released`: the other process owns the
+/// lock file, so dropping only closes the descriptor.
 #[derive(Debug)]
 pub(crate) struct InstanceLock {
     path: PathBuf,
-    _file: File,
+    /// `None` once closed for good ([`InstanceLock::close`]).
+    file: Option<File>,
+    pub(crate) released: bool,
 }
 
 impl InstanceLock {
@@ -135,7 +142,8 @@ impl InstanceLock {
                 Ok(current) if current.ino() == locked_inode => {
                     return Ok(Self {
                         path: lock,
-                        _file: file,
+                        file: Some(file),
+                        released: false,
                     });
                 }
                 // The previous holder removed it between our open and our flock.
@@ -143,12 +151,66 @@ impl InstanceLock {
             }
         }
     }
+
+    /// Takes over the lock a predecessor holds, from a duplicate of its descriptor.
+    /// Locking again succeeds at once only on the open file that holds the lock, and the
+    /// file must still be the one at the lock's path. Starts released.
+    pub(crate) fn adopt(lock_dir: &Path, cgroup: &AttachCgroup, file: File) -> Result<Self, Error> {
+        let lock = lock_dir.join(lock_file_name(cgroup.path()));
+        let not_held = |reason: &str| Error::Handover {
+            reason: format!("instance lock {}: {reason}", lock.display()),
+        };
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(not_held(
+                    "the descriptor handed over is not the one holding it",
+                ));
+            }
+            Err(e) => {
+                return Err(Error::Lock {
+                    lock,
+                    source: e.into(),
+                });
+            }
+        }
+        let same = match (file.metadata(), fs::metadata(&lock)) {
+            (Ok(held), Ok(current)) => held.ino() == current.ino() && held.dev() == current.dev(),
+            _ => false,
+        };
+        if !same {
+            return Err(not_held("the lock file was removed or replaced"));
+        }
+        Ok(Self {
+            path: lock,
+            file: Some(file),
+            released: true,
+        })
+    }
+
+    /// A duplicate of the locked descriptor, for a successor.
+    pub(crate) fn try_clone_file(&self) -> io::Result<File> {
+        match &self.file {
+            Some(file) => file.try_clone(),
+            None => Err(io::Error::other("the instance lock was closed")),
+        }
+    }
+
+    /// Lets go of this process's hold on the lock for good: released to a successor that
+    /// holds it, so that the lock is free as soon as that successor is gone, even while
+    /// this process is still finishing its connections.
+    pub(crate) fn close(&mut self) {
+        self.released = true;
+        self.file = None;
+    }
 }
 
 impl Drop for InstanceLock {
     fn drop(&mut self) {
         // Unlink before the lock is released (when `file` closes), never after.
-        let _ = fs::remove_file(&self.path);
+        if !self.released {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -3,7 +3,12 @@
 //!
 //! The `Datapath` owns the aya `Ebpf` (whose programs hold the cgroup links) and the
 //! instance lock: dropping it detaches every program and releases the lock. Pinned
-//! maps, when asked for, outlive it until [`Datapath::remove_pins`].
+//! maps, when asked for, outlive it until [`Datapath::remove_pins`]. A running
+//! datapath can also be handed to a successor process without detaching ([`handover`]).
+
+mod handover;
+
+pub use handover::{HandoverFds, object_digest};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -105,8 +110,11 @@ pub struct RedirectPorts {
 pub struct Datapath {
     // Field order is drop order: programs (and their cgroup links) go before the lock
     // is released, so a successor never attaches beside a still-attached instance.
-    _links: Links,
-    _ebpf: Ebpf,
+    links: Links,
+    /// `None` for a datapath adopted from a predecessor ([`Datapath::adopt`]): its
+    /// programs run, attached through the pinned links, but this process cannot attach
+    /// them anywhere else.
+    ebpf: Option<Ebpf>,
     workloads: HashMap<MapData, u64, raw::Workload>,
     ipcache: LpmTrie<MapData, raw::IpcacheKeyData, raw::IpcacheEntry>,
     verdicts: HashMap<MapData, raw::VerdictKey, raw::Verdict>,
@@ -123,15 +131,24 @@ pub struct Datapath {
     pin_dir: Option<PathBuf>,
     link_pin_dir: Option<PathBuf>,
     lock_dir: PathBuf,
-    _lock: InstanceLock,
+    /// Duplicates of the descriptors of the maps user space drives, for a successor
+    /// ([`Datapath::handover_fds`]); the typed handles above may have been taken out.
+    map_fds: Vec<(&'static str, std::os::fd::OwnedFd)>,
+    /// Enrolled cgroups a predecessor handed over that this instance has not claimed
+    /// (again) with [`Datapath::attach_cgroup`] yet.
+    adoptable: Vec<handover::AdoptableCgroup>,
+    /// A successor holds the programs ([`Datapath::release`]), or this instance has not
+    /// taken them from its predecessor yet ([`Datapath::own`]).
+    released: bool,
+    lock: InstanceLock,
 }
 
 /// One more cgroup the programs are attached to. Field order is drop order: the
 /// links detach before the lock is released.
 struct ExtraCgroup {
-    _links: Links,
+    links: Links,
     cgroup: AttachCgroup,
-    _lock: InstanceLock,
+    lock: InstanceLock,
 }
 
 impl std::fmt::Debug for Datapath {
@@ -169,8 +186,8 @@ impl Datapath {
         let links = attach_all(&mut ebpf, &cgroup, options.link_pin_dir.as_deref())?;
         info!(cgroup = %cgroup.path().display(), pinned = options.pin_dir.is_some(), "sluice datapath attached");
 
-        Ok(Self {
-            _links: links,
+        let mut datapath = Self {
+            links,
             workloads: take_map(&mut ebpf, raw::MAP_WORKLOADS)?,
             ipcache: take_map(&mut ebpf, raw::MAP_IPCACHE)?,
             verdicts: take_map(&mut ebpf, raw::MAP_VERDICTS)?,
@@ -183,14 +200,19 @@ impl Datapath {
             )?)),
             counters: take_map(&mut ebpf, raw::MAP_COUNTERS)?,
             events: Some(take_map(&mut ebpf, raw::MAP_EVENTS)?),
-            _ebpf: ebpf,
+            ebpf: Some(ebpf),
+            map_fds: Vec::new(),
             extra: Vec::new(),
+            adoptable: Vec::new(),
             cgroup,
             pin_dir: options.pin_dir.clone(),
             link_pin_dir: options.link_pin_dir.clone(),
             lock_dir: options.lock_dir.clone(),
-            _lock: lock,
-        })
+            released: false,
+            lock,
+        };
+        datapath.map_fds = datapath.dup_map_fds()?;
+        Ok(datapath)
     }
 
     /// Attaches every program to one more cgroup: a workload that lives outside the
@@ -199,8 +221,14 @@ impl Datapath {
     /// run twice, or steer everything below), one that holds this process (its own
     /// connections would be redirected to itself), and one another instance holds.
     /// Links are pinned like the main ones, under a directory named by the cgroup id.
+    ///
+    /// An adopted datapath ([`Datapath::adopt`]) cannot attach programs: it takes over
+    /// the cgroups its predecessor enrolled, and refuses any other.
     pub fn attach_cgroup(&mut self, path: &Path) -> Result<CgroupId, Error> {
         let cgroup = AttachCgroup::new(path)?;
+        if self.ebpf.is_none() {
+            return self.claim_cgroup(cgroup);
+        }
         let refused = |reason: &str| Error::CgroupRefused {
             path: cgroup.path().to_owned(),
             reason: reason.to_owned(),
@@ -233,12 +261,18 @@ impl Datapath {
             }
             None => None,
         };
-        let links = attach_all(&mut self._ebpf, &cgroup, pin_dir.as_deref())?;
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return Err(refused(
+                "this instance adopted its programs and cannot attach them",
+            ));
+        };
+        let mut links = attach_all(ebpf, &cgroup, pin_dir.as_deref())?;
+        links.own_dir = pin_dir;
         info!(cgroup = %cgroup.path().display(), "sluice datapath attached to an enrolled cgroup");
         self.extra.push(ExtraCgroup {
-            _links: links,
+            links,
             cgroup,
-            _lock: lock,
+            lock,
         });
         Ok(id)
     }
@@ -673,19 +707,32 @@ where
 
 /// The instance's cgroup links: held (the programs stay attached while the process
 /// lives) or pinned (they stay attached until unpinned). Dropping detaches both.
+///
+/// Released ([`Datapath::release`]): a successor holds the programs, so dropping only
+/// closes this process's descriptors and the pinned links stay attached.
 #[derive(Default)]
 struct Links {
     held: Vec<FdLink>,
     pinned: Vec<PinnedLink>,
+    released: bool,
+    /// A directory of this instance's own (an enrolled cgroup's), removed once its pins
+    /// are.
+    own_dir: Option<PathBuf>,
 }
 
 impl Drop for Links {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         for link in self.pinned.drain(..) {
             // Unpinning hands back the link; dropping it detaches the program.
             if let Err(e) = link.unpin() {
                 tracing::warn!(error = %e, "could not unpin a BPF link");
             }
+        }
+        if let Some(dir) = &self.own_dir {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }

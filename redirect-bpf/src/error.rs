@@ -67,6 +67,11 @@ pub enum Error {
     #[error("removing pinned map {path}: {source}")]
     Unpin { path: PathBuf, source: io::Error },
 
+    #[error(
+        "taking over the running datapath: {reason} (stop the running node and start this one instead)"
+    )]
+    Handover { reason: String },
+
     #[error("waiting for BPF events: {0}")]
     Events(#[source] io::Error),
 

@@ -20,8 +20,8 @@ mod types;
 
 pub use cgroup::AttachCgroup;
 pub use datapath::{
-    Datapath, DnsOrigDsts, IpCache, LoadOptions, PROGRAMS, Policy, RedirectPorts, Verdicts,
-    Workloads, port_prefixes,
+    Datapath, DnsOrigDsts, HandoverFds, IpCache, LoadOptions, PROGRAMS, Policy, RedirectPorts,
+    Verdicts, Workloads, object_digest, port_prefixes,
 };
 pub use error::Error;
 pub use events::EventReader;

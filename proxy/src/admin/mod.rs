@@ -10,6 +10,9 @@
 //! - `{"status":{}}` → one [`Status`] line.
 //! - `{"fqdn_cache":{}}` → one `{"fqdn_cache":[FqdnCacheEntry…]}` line: what `toFQDNs`
 //!   learned (`sluice fqdn cache list`).
+//! - `{"handover":{"protocol":1,"pid":N,"drain_seconds":N}}` → a successor node asks to
+//!   take over (`sluice up --takeover`); the connection is handed to the node, which
+//!   speaks the handover protocol on it (`node::handover`).
 //!
 //! Any failure is a single `{"error":"…"}` line, then the server closes.
 //!
@@ -28,7 +31,7 @@ use sluice_config::types::NodeConfigSpec;
 use crate::flow::filter::FlowFilters;
 
 pub use client::{ClientError, FlowLines, fqdn_cache, observe, status};
-pub use server::{AdminError, AdminServer, FqdnSource, serve};
+pub use server::{AdminError, AdminServer, FqdnSource, HandoverOffer, SocketFile, serve};
 
 /// Where the node listens when NodeConfig does not say.
 pub const DEFAULT_SOCKET: &str = "/run/sluice/admin.sock";
@@ -47,6 +50,7 @@ pub enum Request {
     Observe(ObserveRequest),
     Status {},
     FqdnCache {},
+    Handover(HandoverRequest),
 }
 
 /// One name an endpoint looked up, and the addresses its allowed answers gave.
@@ -76,6 +80,18 @@ pub struct FqdnCacheIp {
     pub expires_in: u64,
     /// `lookup` (an answer of this run) or `restored` (from the state file).
     pub source: String,
+}
+
+/// A successor's request to take the node over (see `node::handover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverRequest {
+    /// The handover protocol the successor speaks.
+    pub protocol: u32,
+    /// The successor's process id (for the predecessor's log).
+    pub pid: u32,
+    /// How long the predecessor may keep serving the connections it holds after it let
+    /// go of the listeners.
+    pub drain_seconds: u64,
 }
 
 /// Which flows to send. With neither `last` nor `first`, every flow held is sent.

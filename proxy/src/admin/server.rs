@@ -2,18 +2,20 @@
 //! `admin::serve(path, ring)`; every connection gets its own task.
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 
-use super::{ErrorLine, FqdnCacheEntry, ObserveRequest, Request, Status};
+use super::{ErrorLine, FqdnCacheEntry, HandoverRequest, ObserveRequest, Request, Status};
 use crate::flow::filter::CompiledFilters;
 use crate::flow::{FlowRing, FlowsResponse, RecordedFlow, Timestamp};
 
@@ -58,12 +60,43 @@ pub trait FqdnSource: Send + Sync + 'static {
 }
 
 /// A bound admin socket. Dropping it removes the socket file (if it is still the one
-/// this server created).
+/// this server created), unless the file was released to a successor ([`SocketFile`]).
 #[derive(Debug)]
 pub struct AdminServer {
     listener: UnixListener,
     path: PathBuf,
     identity: (u64, u64),
+    file: SocketFile,
+    handovers: Option<mpsc::Sender<HandoverOffer>>,
+}
+
+/// Who removes the socket file: a node that hands its admin socket to a successor
+/// releases it (the successor serves the same socket); a successor owns it once its
+/// predecessor has let go. Shared with the server, which may be inside a task by then.
+#[derive(Debug, Clone, Default)]
+pub struct SocketFile {
+    released: Arc<AtomicBool>,
+}
+
+impl SocketFile {
+    pub fn release(&self) {
+        self.released.store(true, Ordering::Relaxed);
+    }
+
+    pub fn own(&self) {
+        self.released.store(false, Ordering::Relaxed);
+    }
+
+    fn is_released(&self) -> bool {
+        self.released.load(Ordering::Relaxed)
+    }
+}
+
+/// A successor's handover request and its connection, for the node to answer.
+#[derive(Debug)]
+pub struct HandoverOffer {
+    pub request: HandoverRequest,
+    pub stream: UnixStream,
 }
 
 impl AdminServer {
@@ -107,11 +140,67 @@ impl AdminServer {
             listener,
             path,
             identity: (meta.dev(), meta.ino()),
+            file: SocketFile::default(),
+            handovers: None,
+        })
+    }
+
+    /// Serves the socket a predecessor bound at `path` (the same socket, so no client
+    /// finds it closed during the switch). The socket file starts released (see
+    /// [`SocketFile`]). Must be called within a tokio runtime.
+    pub fn from_listener(
+        listener: std::os::unix::net::UnixListener,
+        path: impl AsRef<Path>,
+    ) -> Result<Self, AdminError> {
+        let path = path.as_ref().to_owned();
+        let bound = listener
+            .local_addr()
+            .map_err(io_err("inspect the socket handed over for", &path))?;
+        // The same file, however its path is spelled.
+        let same_file = |a: &Path, b: &Path| match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        };
+        if !bound.as_pathname().is_some_and(|b| same_file(b, &path)) {
+            return Err(io_err("adopt", &path)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the socket handed over is bound to {bound:?}"),
+            )));
+        }
+        listener
+            .set_nonblocking(true)
+            .map_err(io_err("listen on", &path))?;
+        let listener = UnixListener::from_std(listener).map_err(io_err("listen on", &path))?;
+        let meta = std::fs::metadata(&path).map_err(io_err("inspect", &path))?;
+        let file = SocketFile::default();
+        file.release();
+        Ok(Self {
+            listener,
+            path,
+            identity: (meta.dev(), meta.ino()),
+            file,
+            handovers: None,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Handover requests go to `offers` (the node answers them); without it they are
+    /// refused.
+    pub fn accept_handovers(&mut self, offers: mpsc::Sender<HandoverOffer>) {
+        self.handovers = Some(offers);
+    }
+
+    /// Who removes the socket file when the server is dropped.
+    pub fn socket_file(&self) -> SocketFile {
+        self.file.clone()
+    }
+
+    /// A duplicate of the listening socket, for a successor.
+    pub fn try_clone_listener(&self) -> io::Result<OwnedFd> {
+        self.listener.as_fd().try_clone_to_owned()
     }
 
     /// Serves until the future is dropped (or accepting fails).
@@ -140,8 +229,9 @@ impl AdminServer {
             };
             let ring = Arc::clone(&ring);
             let fqdn = fqdn.clone();
+            let handovers = self.handovers.clone();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, &ring, fqdn).await {
+                if let Err(e) = handle(stream, &ring, fqdn, handovers).await {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
                 drop(permit);
@@ -152,6 +242,9 @@ impl AdminServer {
 
 impl Drop for AdminServer {
     fn drop(&mut self) {
+        if self.file.is_released() {
+            return;
+        }
         let ours = std::fs::symlink_metadata(&self.path)
             .is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
         if ours {
@@ -179,6 +272,7 @@ async fn handle(
     stream: UnixStream,
     ring: &FlowRing,
     fqdn: Option<Arc<dyn FqdnSource>>,
+    handovers: Option<mpsc::Sender<HandoverOffer>>,
 ) -> io::Result<()> {
     let (read, write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -228,6 +322,28 @@ async fn handle(
             writer.write_all(line.as_bytes()).await?;
             writer.write_all(b"\n").await?;
             writer.flush().await
+        }
+        Request::Handover(request) => {
+            let Some(offers) = handovers else {
+                return write_error(&mut writer, "this node does not hand over").await;
+            };
+            if !reader.buffer().is_empty() {
+                return write_error(&mut writer, "nothing may follow a handover request").await;
+            }
+            let stream = reader
+                .into_inner()
+                .reunite(writer.into_inner())
+                .map_err(io::Error::other)?;
+            let offer = HandoverOffer { request, stream };
+            match offers.try_send(offer) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(mut offer)) => {
+                    write_error(&mut offer.stream, "another takeover is in progress").await
+                }
+                Err(mpsc::error::TrySendError::Closed(mut offer)) => {
+                    write_error(&mut offer.stream, "the node is stopping").await
+                }
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use sluice_proxy::node::handover::DEFAULT_DRAIN;
 use sluice_proxy::node::pods::{PodNames, enter_command};
 use sluice_proxy::node::{UpOptions, node_cgroup, up};
 
@@ -20,6 +21,15 @@ pub struct UpArgs {
     /// is one per CPU, like nginx's `worker_processes auto`.
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Live restart: take over from the node running on this machine (found on the
+    /// admin socket of this configuration) without stopping its pods or dropping DNS;
+    /// it hands over its sockets and BPF datapath, then exits.
+    #[arg(long)]
+    takeover: bool,
+    /// With --takeover: how long the running node may go on serving the connections
+    /// and queries it holds before it exits (seconds).
+    #[arg(long, value_name = "SECONDS", requires = "takeover", default_value_t = DEFAULT_DRAIN.as_secs())]
+    drain_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +55,9 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(up(UpOptions {
         config: args.config,
         print_flows: !args.quiet,
+        takeover: args
+            .takeover
+            .then(|| std::time::Duration::from_secs(args.drain_timeout)),
     }))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,10 +4,12 @@
 //! sluice owns → load and attach the BPF programs to that cgroup → fill the maps →
 //! serve the proxy port on the pods' gateway address, the admin socket, and flows.
 //! SIGHUP reloads the configuration; Ctrl-C / SIGTERM removes everything created.
+//! `--takeover` adopts all of it from the running node instead ([`handover`]).
 
 pub(crate) mod dns;
 mod events;
 pub mod fqdn;
+pub mod handover;
 pub(crate) mod http;
 pub mod pods;
 pub mod proxy;
@@ -50,6 +52,9 @@ const BPFFS: &str = "/sys/fs/bpf";
 pub struct UpOptions {
     pub config: Vec<PathBuf>,
     pub print_flows: bool,
+    /// Take over from the running node (live restart), which then finishes what it
+    /// holds within this time; `None`: start a node of its own.
+    pub takeover: Option<std::time::Duration>,
 }
 
 /// Finds the cgroup v2 mount.
@@ -75,25 +80,44 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     raise_open_file_limit();
     fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
     let lock_path = Path::new(RUN_DIR).join("node.lock");
-    let lock =
-        File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        bail!(
-            "another sluice node is running on this machine (it holds {}); stop it first",
-            lock_path.display()
-        );
-    }
-
     let mut generation = 1;
-    let snapshot = compile(&options.config, generation).context("loading the configuration")?;
+    let mut snapshot = compile(&options.config, generation).context("loading the configuration")?;
+    // A takeover is refused before anything is touched when the configuration does not
+    // load, or differs from what runs in what a live restart keeps (pods, programs).
+    let mut takeover = match options.takeover {
+        Some(drain) => Some(
+            handover::Takeover::begin(&snapshot.config.node.admin_socket, &snapshot, drain).await?,
+        ),
+        None => None,
+    };
+    let lock = match takeover.as_mut() {
+        Some(t) => t.node_lock(&lock_path)?,
+        None => {
+            let lock = File::create(&lock_path)
+                .with_context(|| format!("opening {}", lock_path.display()))?;
+            if lock.try_lock().is_err() {
+                bail!(
+                    "another sluice node is running on this machine (it holds {}); stop it \
+                     first, or take it over with `sluice up --takeover`",
+                    lock_path.display()
+                );
+            }
+            lock
+        }
+    };
+
     for d in &snapshot.config.diagnostics {
         warn!(diagnostic = %d, "policy rejected; the endpoints it selects fail closed");
     }
     let node = snapshot.config.node.clone();
     let node_name = node.node_name.clone().unwrap_or_else(hostname);
 
-    // Everything below is removed when these values drop (in reverse order).
-    let parent = OwnedCgroup::create(node_cgroup()?)?;
+    // Everything below is removed when these values drop (in reverse order). Adopted in
+    // a takeover, they are left alone until the running node has let go.
+    let mut parent = match &takeover {
+        Some(t) => t.parent(node_cgroup()?)?,
+        None => OwnedCgroup::create(node_cgroup()?)?,
+    };
     let mut pods = Vec::new();
     for doc in &snapshot.config.workloads {
         let w = &doc.resource;
@@ -111,19 +135,29 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             .ok_or_else(|| pods::PodError::NoAddress {
                 pod: format!("{ns}/{}", w.metadata.name),
             })?;
-        let pod = Pod::create(&ns, &w.metadata.name, address, parent.path())?;
+        let pod = match &takeover {
+            Some(t) => t.pod(&ns, &w.metadata.name, address, parent.path())?,
+            None => Pod::create(&ns, &w.metadata.name, address, parent.path())?,
+        };
         pods.push((pod, run.command.clone()));
     }
 
     // Pinned links keep the redirects in place if this process dies: the pods' connects
     // then fail (nothing listens on the proxy port) instead of going out unenforced.
     let link_dir = bpffs_dir()?;
-    let mut datapath = Datapath::load(
-        &LoadOptions::new(parent.path())
-            .lock_dir(RUN_DIR)
-            .pin_links_under(&link_dir),
-    )
-    .context("loading the BPF datapath")?;
+    let load_options = LoadOptions::new(parent.path())
+        .lock_dir(RUN_DIR)
+        .pin_links_under(&link_dir);
+    let mut datapath = match takeover.as_mut() {
+        Some(t) => {
+            let datapath = t.datapath(&load_options)?;
+            // The running node's verdicts stop counting with this node's first write.
+            generation = datapath.generation()?.wrapping_add(1).max(1);
+            snapshot.generation = generation;
+            datapath
+        }
+        None => Datapath::load(&load_options).context("loading the BPF datapath")?,
+    };
     let (mut pods, commands): (Vec<Pod>, Vec<Vec<String>>) = pods.into_iter().unzip();
     let mut enrolled = pods
         .iter()
@@ -152,25 +186,38 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     let http_rules = http::rules::RuleCache::prepare(&snapshot, &kernel.endpoints);
     drop(kernel);
     // DNS is redirected once the DNS proxy listens (below); until then it is plain UDP
-    // and TCP, and no pod runs yet.
-    datapath.set_redirect_ports(RedirectPorts {
-        proxy: node.proxy_port,
-        dns_proxy: 0,
-    })?;
+    // and TCP, and no pod runs yet. (In a takeover the running node serves DNS.)
+    if takeover.is_none() {
+        datapath.set_redirect_ports(RedirectPorts {
+            proxy: node.proxy_port,
+            dns_proxy: 0,
+        })?;
+    }
     let events = datapath.take_event_reader();
     let dns_original_dst = datapath.take_dns_orig_dsts();
 
     // Pods reach the proxy on their gateway; workloads in the host's netns on loopback.
     let mut listeners = Vec::new();
+    let mut proxy_addrs = Vec::new();
     if !pods.is_empty() {
-        let addr = SocketAddr::new(IpAddr::V4(GATEWAY), node.proxy_port);
-        listeners
-            .push(proxy_listener(addr).with_context(|| format!("binding the proxy on {addr}"))?);
+        proxy_addrs.push(SocketAddr::new(IpAddr::V4(GATEWAY), node.proxy_port));
     }
     if !host_cgroups.is_empty() {
-        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), node.proxy_port);
-        listeners
-            .push(proxy_listener(addr).with_context(|| format!("binding the proxy on {addr}"))?);
+        proxy_addrs.push(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            node.proxy_port,
+        ));
+    }
+    for addr in proxy_addrs {
+        let adopted = match takeover.as_mut() {
+            Some(t) => t.proxy_listener(addr)?,
+            None => None,
+        };
+        let listener = match adopted {
+            Some(l) => l,
+            None => proxy_listener(addr).with_context(|| format!("binding the proxy on {addr}"))?,
+        };
+        listeners.push(listener);
     }
     let ring = Arc::new(FlowRing::default());
     let shared = Arc::new(Shared {
@@ -187,20 +234,16 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     shared.http.rules.install(http_rules);
     let fqdn_tasks = fqdn::spawn_tasks(shared.clone());
     let stop_events = Arc::new(AtomicBool::new(false));
-    let events_thread =
-        events.map(|r| events::spawn_reader(r, shared.clone(), stop_events.clone()));
-    let proxy_tasks: Vec<_> = listeners
-        .into_iter()
-        .map(|l| tokio::spawn(proxy::serve(l, shared.clone())))
-        .collect();
     let dns = match dns_original_dst.filter(|_| !pods.is_empty()) {
         Some(original_dst) => {
             let addr = SocketAddr::new(IpAddr::V4(GATEWAY), node.dns_proxy_port);
+            let adopted = takeover.as_mut().and_then(|t| t.dns_sockets(addr));
             let dns = dns::DnsService::start(
                 shared.clone(),
                 original_dst,
                 addr,
                 node.dns_reject_response,
+                adopted,
             )
             .await
             .with_context(|| format!("binding the DNS proxy on {addr}"))?;
@@ -212,17 +255,59 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
-    // Enrolled, redirected and served: only now may the workloads run.
-    for (pod, command) in pods.iter_mut().zip(&commands) {
-        pod.start(command)?;
-    }
-    let admin = crate::admin::AdminServer::bind(&node.admin_socket)?;
+    let mut admin = match takeover.as_mut() {
+        Some(t) => t.admin(&node.admin_socket)?,
+        None => crate::admin::AdminServer::bind(&node.admin_socket)?,
+    };
+    let (handover_tx, mut handovers) = tokio::sync::mpsc::channel(1);
+    admin.accept_handovers(handover_tx);
+    let admin_file = admin.socket_file();
+    let sockets = handover::Sockets::collect(&listeners, dns.as_ref(), &admin)
+        .context("keeping the listening sockets for a later takeover")?;
+    let proxy_tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(proxy::serve(l, shared.clone())))
+        .collect();
     let fqdn_view: Arc<dyn crate::admin::FqdnSource> = Arc::new(fqdn::AdminView(shared.clone()));
     let admin_task = tokio::spawn(async move {
         if let Err(e) = admin.run_with(ring, Some(fqdn_view)).await {
             warn!(error = %e, "admin socket stopped");
         }
     });
+    match takeover.take() {
+        // Serving beside the running node: it lets go, then everything is ours.
+        Some(t) => {
+            let predecessor = t
+                .commit(handover::Adopted {
+                    pods: &mut pods,
+                    parent: &mut parent,
+                    shared: &shared,
+                    admin_file: &admin_file,
+                })
+                .await?;
+            info!(predecessor, "took over the running node");
+            let adopter = shared.clone();
+            match tokio::task::spawn_blocking(move || adopter.fqdn.adopt_saved(&adopter)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "installing the predecessor's last FQDN entries failed")
+                }
+                Err(e) => {
+                    warn!(error = %e, "installing the predecessor's last FQDN entries failed")
+                }
+            }
+            eprintln!("sluice: took over from pid {predecessor}");
+        }
+        // Enrolled, redirected and served: only now may the workloads run.
+        None => {
+            for (pod, command) in pods.iter_mut().zip(&commands) {
+                pod.start(command)?;
+            }
+        }
+    }
+    // One reader of the kernel's event ring at a time: a predecessor stopped its own.
+    let mut events_thread =
+        events.map(|r| events::spawn_reader(r, shared.clone(), stop_events.clone()));
     info!(
         pods = pods.len(),
         proxy = %SocketAddr::new(IpAddr::V4(GATEWAY), node.proxy_port),
@@ -235,10 +320,34 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
     let _watcher = watch(&options.config, changed_tx);
     let mut term = signal(SignalKind::terminate())?;
+    let mut successor = None;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            Some(offer) = handovers.recv() => {
+                let giver = handover::Giver {
+                    node_lock: &lock,
+                    shared: &shared,
+                    sockets: &sockets,
+                    pods: &pods,
+                    commands: &commands,
+                };
+                match handover::offer(offer, &giver).await {
+                    handover::Offer::Accepted { conn, drain, successor: pid } => {
+                        successor = Some((conn, drain, pid));
+                        break;
+                    }
+                    handover::Offer::Kept { touched: false } => {}
+                    handover::Offer::Kept { touched: true } => {
+                        let ports = RedirectPorts {
+                            proxy: node.proxy_port,
+                            dns_proxy: dns.as_ref().map_or(0, dns::DnsService::port),
+                        };
+                        generation = handover::reassert(&shared, &enrolled, generation, ports);
+                    }
+                }
+            }
             _ = hup.recv() => {
                 generation += 1;
                 reload(shared.clone(), options.config.clone(), generation, enrolled.clone()).await;
@@ -251,6 +360,21 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
                 reload(shared.clone(), options.config.clone(), generation, enrolled.clone()).await;
             }
         }
+    }
+    if let Some((conn, drain, pid)) = successor {
+        // Everything goes on in the successor: nothing is removed.
+        let serving = handover::Serving {
+            proxy_tasks,
+            admin_task,
+            admin_file,
+            dns,
+            stop_events,
+            events_thread: events_thread.take(),
+            pending: handovers,
+            node_lock: lock,
+            sockets,
+        };
+        return handover::step_down(conn, drain, pid, serving, shared, pods, parent).await;
     }
     eprintln!("sluice: stopping; removing pods, cgroups and BPF programs");
     // Stop the tasks first so that the datapath (held through `shared`) is dropped,

@@ -7,7 +7,10 @@
 //! it once and BPF redirects every pod's connections there.
 //!
 //! Everything a pod creates is removed when it is dropped: the process group is killed,
-//! the cgroup emptied and removed, the netns and veth deleted.
+//! the cgroup emptied and removed, the netns and veth deleted. A live restart hands the
+//! pods to a successor instead: the predecessor [`Pod::release`]s them (dropping then
+//! leaves them running), and the successor [`Pod::adopt`]s them, released until it
+//! [`Pod::own`]s them once the predecessor has let go.
 
 use std::fs;
 use std::io;
@@ -74,10 +77,12 @@ fn run(program: &str, args: &[&str]) -> Result<(), PodError> {
     }
 }
 
-/// A cgroup v2 directory sluice created, removed on drop (after killing what is in it).
+/// A cgroup v2 directory sluice created, removed on drop (after killing what is in it)
+/// unless released to another process.
 #[derive(Debug)]
 pub struct OwnedCgroup {
     path: PathBuf,
+    released: bool,
 }
 
 impl OwnedCgroup {
@@ -91,7 +96,35 @@ impl OwnedCgroup {
             }
             Err(source) => return Err(PodError::Io { path, source }),
         }
-        Ok(Self { path })
+        Ok(Self {
+            path,
+            released: false,
+        })
+    }
+
+    /// The cgroup a running predecessor created, left as it is; released.
+    pub fn adopt(path: PathBuf) -> Result<Self, PodError> {
+        match fs::metadata(&path) {
+            Ok(m) if m.is_dir() => Ok(Self {
+                path,
+                released: true,
+            }),
+            Ok(_) => Err(PodError::Io {
+                path,
+                source: io::Error::new(io::ErrorKind::NotADirectory, "not a cgroup directory"),
+            }),
+            Err(source) => Err(PodError::Io { path, source }),
+        }
+    }
+
+    /// Dropping leaves the cgroup and its processes alone (another process owns them).
+    pub fn release(&mut self) {
+        self.released = true;
+    }
+
+    /// Dropping kills what is in the cgroup and removes it again.
+    pub fn own(&mut self) {
+        self.released = false;
     }
 
     pub fn path(&self) -> &Path {
@@ -106,6 +139,9 @@ impl OwnedCgroup {
 
 impl Drop for OwnedCgroup {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         kill_cgroup(&self.path);
         remove_cgroup_dir(&self.path);
     }
@@ -196,6 +232,8 @@ pub struct Pod {
     pub names: PodNames,
     pub cgroup: OwnedCgroup,
     child: Option<Child>,
+    /// Another process owns the pod: dropping leaves it running.
+    released: bool,
 }
 
 impl Pod {
@@ -229,10 +267,58 @@ impl Pod {
             names,
             cgroup,
             child: None,
+            released: false,
         };
         pod.build_network()?;
         info!(pod = %pod.display_name(), address = %address, netns = %pod.names.netns, "pod created");
         Ok(pod)
+    }
+
+    /// The pod a running predecessor made (netns, veth, cgroup and running command), left
+    /// as it is; released. Fails when a part of it is missing.
+    pub fn adopt(
+        namespace: &str,
+        name: &str,
+        address: Ipv4Addr,
+        cgroup_parent: &Path,
+    ) -> Result<Self, PodError> {
+        let names = PodNames::of(namespace, name);
+        for path in [
+            Path::new("/run/netns").join(&names.netns),
+            Path::new("/sys/class/net").join(&names.host_veth),
+        ] {
+            if let Err(source) = fs::metadata(&path) {
+                return Err(PodError::Io { path, source });
+            }
+        }
+        let cgroup = OwnedCgroup::adopt(cgroup_parent.join(namespace).join(name))?;
+        info!(pod = %format!("{namespace}/{name}"), address = %address, "pod adopted from the running node");
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            address,
+            names,
+            cgroup,
+            child: None,
+            released: true,
+        })
+    }
+
+    /// Another process owns the pod now: dropping leaves it (and its command) running.
+    pub fn release(&mut self) {
+        self.released = true;
+        self.cgroup.release();
+    }
+
+    /// This process owns the pod again: dropping stops and removes it.
+    pub fn own(&mut self) {
+        self.released = false;
+        self.cgroup.own();
+    }
+
+    /// The process id of the pod's main command, when this process started it.
+    pub fn command_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts the pod's main command; the pod stops it when dropped.
@@ -337,6 +423,9 @@ fn remove_stale(names: &PodNames) {
 
 impl Drop for Pod {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

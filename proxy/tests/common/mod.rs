@@ -39,9 +39,23 @@ impl Node {
     }
 
     fn try_start(dir: &Path) -> Result<Self, String> {
+        Self::spawn_up(dir, &["--config".as_ref(), dir.join("config").as_os_str()])
+    }
+
+    /// `sluice up --takeover --config <config> <extra>`: a node that takes over from the
+    /// one running with `dir`'s admin socket. The new node once it says it is up, or what
+    /// it printed before it exited.
+    pub fn takeover(dir: &Path, config: &Path, extra: &[&str]) -> Result<Self, String> {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--takeover".as_ref(), "--config".as_ref()];
+        args.push(config.as_os_str());
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        Self::spawn_up(dir, &args)
+    }
+
+    fn spawn_up(dir: &Path, args: &[&std::ffi::OsStr]) -> Result<Self, String> {
         let mut child = Command::new(BIN)
-            .args(["up", "--quiet", "--config"])
-            .arg(dir.join("config"))
+            .args(["up", "--quiet"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -68,6 +82,25 @@ impl Node {
             child,
             dir: dir.to_owned(),
         })
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `within` for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn signal(&self, sig: &str) {
@@ -112,6 +145,10 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // Already reaped (it exited by itself): its pid may belong to another process.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

@@ -42,16 +42,20 @@ pub struct DnsService {
     stop: oneshot::Sender<()>,
     serve: JoinHandle<()>,
     flows: JoinHandle<()>,
+    /// Duplicates of the listening sockets, for a successor (`super::handover`).
+    sockets: sluice_dns::Sockets,
 }
 
 impl DnsService {
-    /// Binds the DNS proxy on `listen` (UDP and TCP) and serves it. Queries to a local
-    /// pod leave from [`PROXY_SOURCE`], the address pods' ingress trusts as the proxy's.
+    /// Binds the DNS proxy on `listen` (UDP and TCP), or serves the sockets a predecessor
+    /// bound there (`adopted`), and serves it. Queries to a local pod leave from
+    /// [`PROXY_SOURCE`], the address pods' ingress trusts as the proxy's.
     pub async fn start(
         shared: Arc<Shared>,
         original_dst: DnsOrigDsts,
         listen: SocketAddr,
         reject: DnsRejectResponse,
+        adopted: Option<sluice_dns::Sockets>,
     ) -> Result<Self, BindError> {
         let mut config = ProxyConfig::new(listen);
         config.reject_response = match reject {
@@ -75,8 +79,14 @@ impl DnsService {
             answer_hook: Arc::new(FqdnLearning::new(Arc::clone(&shared))),
             events: Arc::new(events),
         };
-        let proxy = DnsProxy::bind(config, handlers).await?;
+        let proxy = match adopted {
+            Some(sockets) => DnsProxy::from_sockets(config, handlers, sockets)?,
+            None => DnsProxy::bind(config, handlers).await?,
+        };
         let addr = proxy.local_addr();
+        let sockets = proxy
+            .try_clone_sockets()
+            .map_err(|source| BindError::Udp { addr, source })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = tokio::spawn(proxy.serve(async move {
             let _ = stopped.await;
@@ -88,7 +98,20 @@ impl DnsService {
             stop,
             serve,
             flows,
+            sockets,
         })
+    }
+
+    /// The listening sockets (duplicates), for a successor.
+    pub fn sockets(&self) -> &sluice_dns::Sockets {
+        &self.sockets
+    }
+
+    /// Stops reading the sockets (a successor serves them now). Queries already read
+    /// finish on their own tasks, and their flows are still written.
+    pub async fn release(self) {
+        let _ = self.stop.send(());
+        let _ = self.serve.await;
     }
 
     /// The port pods' DNS is redirected to.

@@ -250,6 +250,44 @@ impl FqdnEngine {
         installed.map(|_| ())
     }
 
+    /// After a takeover: merges what the predecessor saved when it let go (what it
+    /// learned after this node read the state file) and installs what that opens.
+    /// Returns how many addresses changed.
+    pub fn adopt_saved(&self, shared: &Shared) -> Result<usize, FqdnError> {
+        let mut inner = self.inner();
+        let lookups = match store::read(&inner.settings.state_file) {
+            Ok(l) => l,
+            Err(error) => {
+                warn!(%error, "the predecessor's FQDN cache is unreadable; keeping what this node restored");
+                return Ok(0);
+            }
+        };
+        let snapshot = shared.state.load();
+        let universe = snapshot.policy.universe();
+        let now = UnixMillis::now();
+        let mut changed = BTreeSet::new();
+        for l in &lookups {
+            let known = l
+                .endpoint
+                .split_once('/')
+                .is_some_and(|(ns, name)| universe.endpoint(ns, name).is_some());
+            if known && inner.cache.restore(l, now) {
+                changed.insert(l.ip);
+            }
+        }
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        inner.dirty = true;
+        self.changed.notify_one();
+        self.apply(&mut inner, shared, &changed, &changed)?;
+        info!(
+            addresses = changed.len(),
+            "FQDN entries the predecessor learned during the takeover adopted"
+        );
+        Ok(changed.len())
+    }
+
     /// Takes expired entries out and closes what they opened.
     pub fn expire(&self, shared: &Shared) -> Result<(), FqdnError> {
         let mut inner = self.inner();
