@@ -190,14 +190,17 @@ impl Outside {
     }
 
     /// Python's threading HTTP server on every address, port 8000 (not
-    /// `python3 -m http.server`, which resolves names off the machine).
-    fn serve_http(&mut self) {
+    /// `python3 -m http.server`, which resolves names off the machine), serving one
+    /// small page from `root` (not a directory listing of whatever is around).
+    fn serve_http(&mut self, root: &Path) {
+        std::fs::create_dir_all(root).unwrap();
+        std::fs::write(root.join("index.html"), "ok\n").unwrap();
         let script = "import http.server as h, socketserver as s\n\
              s.ThreadingTCPServer.allow_reuse_address = True\n\
              s.ThreadingTCPServer(('', 8000), h.SimpleHTTPRequestHandler).serve_forever()";
         let child = Command::new("ip")
             .args(["netns", "exec", Self::NETNS, "python3", "-c", script])
-            .current_dir("/tmp")
+            .current_dir(root)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -329,7 +332,7 @@ fn dns_answers_open_exactly_the_learned_addresses_until_their_ttl_ends() {
     let dir = scenario_dir("fqdn");
     std::fs::write(dir.join("config/all.yaml"), config(&dir, SELECTORS)).unwrap();
     let mut outside = Outside::create();
-    outside.serve_http();
+    outside.serve_http(&dir.join("www"));
     let node = Node::start(&dir);
     eventually("dnsmasq answers", || {
         let out = Command::new("dig")

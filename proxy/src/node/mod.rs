@@ -387,11 +387,11 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         task.abort();
         let _ = task.await;
     }
-    // What was learned survives the restart (spec.dns.stateFile).
-    shared.fqdn.save();
     if let Some(dns) = dns {
         dns.stop().await;
     }
+    // What was learned survives the restart (spec.dns.stateFile).
+    shared.fqdn.save();
     stop_events.store(true, Ordering::Relaxed);
     if let Some(t) = events_thread {
         let _ = t.join();

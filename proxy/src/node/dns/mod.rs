@@ -30,9 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::fqdn::{ANSWER_HOLD, FqdnLearning};
-
 use self::policy::{QueryKey, QueryVerdict, RuleCache, client_identity, learned_resolver_identity};
+use super::fqdn::{ANSWER_HOLD, FqdnLearning};
 use super::pods::PROXY_SOURCE;
 use super::proxy::Shared;
 

@@ -39,30 +39,32 @@
 //! pods run.
 
 mod hook;
+mod install;
 pub mod labels;
+mod prepare;
 pub mod store;
+mod tasks;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
-use sluice_bpf::Datapath;
 use sluice_config::FqdnSettings;
 use sluice_dns::cache::{CacheLimits, FqdnCache, Lookup, UnixMillis};
 use sluice_dns::{ClientInfo, ResolvedAnswer, ResolvedIp};
 use sluice_identity::universe::Universe;
-use sluice_identity::{CompiledPolicy, Identity, LabelSet};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 pub use self::hook::FqdnLearning;
+pub use self::install::unlearn;
 use self::labels::{IdentityBook, Selectors};
+pub use self::prepare::{Pending, Prepared};
+pub use self::tasks::{AdminView, spawn_tasks};
+use super::Enrolled;
 use super::proxy::Shared;
 use super::state::Snapshot;
-use super::{Enrolled, KernelMaps};
 use crate::admin::{FqdnCacheEntry, FqdnCacheIp};
 use crate::flow::Timestamp;
 
@@ -113,22 +115,6 @@ struct Inner {
     settings: FqdnSettings,
     /// The cache changed since it was last written.
     dirty: bool,
-}
-
-/// A snapshot labelled for `toFQDNs` ([`FqdnGuard::prepare`]).
-pub struct Prepared {
-    pub snapshot: Snapshot,
-    /// Addresses that had an FQDN identity and have none now: out of the kernel.
-    pub stale: Vec<IpAddr>,
-    /// The engine's state for that snapshot, for [`FqdnGuard::commit`].
-    pub pending: Pending,
-}
-
-/// See [`Prepared::pending`].
-pub struct Pending {
-    book: IdentityBook,
-    selectors: Selectors,
-    settings: FqdnSettings,
 }
 
 /// The engine, locked: what a reload does under the lock so that no install interleaves.
@@ -355,299 +341,7 @@ impl FqdnEngine {
     /// Writes the cache now if it changed (shutdown).
     pub fn save(&self) {
         if let Some((path, lookups)) = self.take_dirty() {
-            write_state(&path, &lookups);
-        }
-    }
-
-    /// Labels the addresses whose names changed and installs the result; makes sure the
-    /// kernel holds `ensure` (an answer's addresses) as the snapshot says.
-    fn apply(
-        &self,
-        inner: &mut Inner,
-        shared: &Shared,
-        changed: &BTreeSet<IpAddr>,
-        ensure: &BTreeSet<IpAddr>,
-    ) -> Result<Summary, FqdnError> {
-        let current = shared.state.load();
-        let universe = current.policy.universe();
-        let mut summary = Summary::default();
-        let mut wanted: Vec<(IpAddr, Option<LabelSet>)> = Vec::new();
-        let mut fresh: Vec<LabelSet> = Vec::new();
-        for &ip in changed {
-            let want = labels::desired(universe, &inner.selectors, ip, inner.cache.names_of(ip));
-            if let Some((labels, base)) = &want
-                && universe.identity_by_labels(labels).is_none()
-            {
-                let (id, new) = inner.book.assign(labels, *base, universe)?;
-                if new {
-                    fresh.push(labels.clone());
-                }
-                if !summary.new_identities.contains(&id) {
-                    summary.new_identities.push(id);
-                }
-            }
-            wanted.push((ip, want.map(|(l, _)| l)));
-        }
-        let policy = if summary.new_identities.is_empty() {
-            Arc::clone(&current.policy)
-        } else {
-            match compile_more(&current, &inner.book) {
-                Ok(policy) => Arc::new(policy),
-                Err(error) => {
-                    // Numbers never published anywhere may be given again.
-                    inner.book.forget(&fresh);
-                    return Err(error);
-                }
-            }
-        };
-        let mut fqdn: HashMap<IpAddr, Identity> = (*current.fqdn).clone();
-        let mut opened = Vec::new();
-        for (ip, want) in wanted {
-            match want.and_then(|l| policy.universe().identity_by_labels(&l)) {
-                Some(id) => {
-                    if fqdn.insert(ip, id) != Some(id) {
-                        opened.push((ip, id));
-                    }
-                }
-                None => {
-                    if fqdn.remove(&ip).is_some() {
-                        summary.closed.push(ip);
-                    }
-                }
-            }
-        }
-        // Idempotence: an answer's addresses are written again even when nothing changed
-        // (a retry after a failed write heals the kernel).
-        let rewrite: Vec<(IpAddr, Identity)> = ensure
-            .iter()
-            .filter(|ip| !opened.iter().any(|(o, _)| o == *ip))
-            .filter_map(|ip| fqdn.get(ip).map(|id| (*ip, *id)))
-            .collect();
-        let next = Snapshot {
-            config: Arc::clone(&current.config),
-            policy,
-            generation: current.generation,
-            denied: current.denied.clone(),
-            fqdn: Arc::new(fqdn),
-        };
-        let new_policy = if summary.new_identities.is_empty() {
-            Vec::new()
-        } else {
-            let kernel = KernelMaps::compute(&next, &self.enrolled)
-                .map_err(|e| FqdnError::KernelPolicy(format!("{e:#}")))?;
-            let new: BTreeSet<Identity> = summary.new_identities.iter().copied().collect();
-            kernel
-                .policy
-                .into_iter()
-                .filter(|e| e.peer.is_some_and(|p| new.contains(&p)))
-                .collect()
-        };
-        let changes_snapshot =
-            !summary.new_identities.is_empty() || !opened.is_empty() || !summary.closed.is_empty();
-        {
-            // Close first; then the new identities' policy, before any address has them.
-            let mut dp = shared.datapath();
-            unlearn(&mut dp, universe, &summary.closed)?;
-            for entry in &new_policy {
-                dp.policy().insert(entry, next.generation)?;
-            }
-        }
-        if changes_snapshot {
-            shared.state.store(next);
-        }
-        // Open last: the proxies already know the identity when the kernel sends them a
-        // connection to the address.
-        let mut dp = shared.datapath();
-        for (ip, id) in opened.iter().chain(&rewrite) {
-            dp.ipcache().insert(IpNet::from(*ip), *id)?;
-        }
-        summary.opened = opened;
-        Ok(summary)
-    }
-}
-
-/// `current`'s policy compiled again with every identity of `book`.
-fn compile_more(current: &Snapshot, book: &IdentityBook) -> Result<CompiledPolicy, FqdnError> {
-    let policy = CompiledPolicy::compile_with_fqdn(&current.config, &book.identities())?;
-    let before: Vec<String> = current
-        .policy
-        .diagnostics
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let after: Vec<String> = policy.diagnostics.iter().map(ToString::to_string).collect();
-    if before != after {
-        // A toFQDNs rule whose L7 rules conflict with another policy's on the same port
-        // shows once it selects something new. Changing which policies are in force needs
-        // a new generation (a reload); until then the address stays closed.
-        return Err(FqdnError::Conflict {
-            diagnostics: after.join("; "),
-        });
-    }
-    Ok(policy)
-}
-
-/// What one install did, for the log.
-#[derive(Debug, Default)]
-struct Summary {
-    opened: Vec<(IpAddr, Identity)>,
-    closed: Vec<IpAddr>,
-    new_identities: Vec<Identity>,
-}
-
-impl Summary {
-    fn changed(&self) -> bool {
-        !(self.opened.is_empty() && self.closed.is_empty() && self.new_identities.is_empty())
-    }
-}
-
-impl FqdnGuard<'_> {
-    /// Labels the cached addresses for `snapshot` (just compiled from the configuration,
-    /// for a new generation) and compiles it again with their FQDN identities. `previous`
-    /// is the snapshot in force, whose learned addresses not kept are `stale`. Nothing
-    /// changes until [`FqdnGuard::commit`]: a reload that fails later keeps the engine as
-    /// it was.
-    pub fn prepare(
-        &self,
-        snapshot: Snapshot,
-        previous: Option<&Snapshot>,
-    ) -> Result<Prepared, FqdnError> {
-        let inner = &*self.inner;
-        let settings = snapshot.config.node.fqdn.clone();
-        let selectors = Selectors::new(snapshot.policy.fqdn_selectors());
-        let universe = snapshot.policy.universe();
-        let mut wanted: BTreeMap<IpAddr, (LabelSet, IpNet)> = BTreeMap::new();
-        for ip in inner.cache.ips() {
-            if let Some(w) = labels::desired(universe, &selectors, ip, inner.cache.names_of(ip)) {
-                wanted.insert(ip, w);
-            }
-        }
-        let mut live: Vec<(LabelSet, IpNet)> = labels::preallocated(&selectors);
-        live.extend(wanted.values().cloned());
-        let keep: BTreeSet<&LabelSet> = live.iter().map(|(l, _)| l).collect();
-        let mut book = inner.book.clone();
-        book.retain(|l| keep.contains(l));
-        for (labels, base) in &live {
-            book.assign(labels, *base, universe)?;
-        }
-        let policy = if book.is_empty() {
-            Arc::clone(&snapshot.policy)
-        } else {
-            Arc::new(CompiledPolicy::compile_with_fqdn(
-                &snapshot.config,
-                &book.identities(),
-            )?)
-        };
-        let fqdn: HashMap<IpAddr, Identity> = wanted
-            .iter()
-            .filter_map(|(ip, (l, _))| policy.universe().identity_by_labels(l).map(|id| (*ip, id)))
-            .collect();
-        let stale = previous
-            .map(|p| {
-                p.fqdn
-                    .keys()
-                    .filter(|ip| !fqdn.contains_key(ip))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
-        info!(
-            selectors = selectors.as_slice().len(),
-            identities = book.identities().len(),
-            addresses = fqdn.len(),
-            cached = inner.cache.len(),
-            "FQDN identities labelled for the configuration"
-        );
-        Ok(Prepared {
-            snapshot: Snapshot {
-                config: snapshot.config,
-                policy,
-                generation: snapshot.generation,
-                denied: snapshot.denied,
-                fqdn: Arc::new(fqdn),
-            },
-            stale,
-            pending: Pending {
-                book,
-                selectors,
-                settings,
-            },
-        })
-    }
-
-    /// Makes a prepared configuration the engine's (once its snapshot is in force).
-    pub fn commit(&mut self, pending: Pending) {
-        let inner = &mut *self.inner;
-        inner.cache.set_limits(limits(&pending.settings));
-        inner.book = pending.book;
-        inner.selectors = pending.selectors;
-        inner.settings = pending.settings;
-    }
-}
-
-/// Takes addresses' FQDN entries out of the kernel IPCACHE: an address a policy prefix
-/// names exactly (`toCIDR: [x/32]`) gets that prefix's identity back, any other falls
-/// back to the prefix or world entry covering it.
-pub fn unlearn(dp: &mut Datapath, universe: &Universe, ips: &[IpAddr]) -> Result<(), FqdnError> {
-    for ip in ips {
-        let host = IpNet::from(*ip);
-        match universe.ipcache().lookup(*ip) {
-            (id, Some(prefix)) if prefix == host => dp.ipcache().insert(host, id)?,
-            _ => {
-                dp.ipcache().remove(host)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The expiry timer and the state writer; aborted at shutdown (then [`FqdnEngine::save`]).
-pub fn spawn_tasks(shared: Arc<Shared>) -> Vec<JoinHandle<()>> {
-    let expiry = {
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(EXPIRY_TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let s = Arc::clone(&shared);
-                let done = tokio::task::spawn_blocking(move || s.fqdn.expire(&s)).await;
-                match done {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        warn!(%error, "closing expired FQDN addresses failed; retrying")
-                    }
-                    Err(error) => warn!(%error, "FQDN expiry task failed"),
-                }
-            }
-        })
-    };
-    let writer = tokio::spawn(async move {
-        loop {
-            shared.fqdn.changed.notified().await;
-            tokio::time::sleep(PERSIST_DELAY).await;
-            if let Some((path, lookups)) = shared.fqdn.take_dirty() {
-                let _ = tokio::task::spawn_blocking(move || write_state(&path, &lookups)).await;
-            }
-        }
-    });
-    vec![expiry, writer]
-}
-
-/// The admin socket's view of the cache (`sluice fqdn cache list`).
-pub struct AdminView(pub Arc<Shared>);
-
-impl crate::admin::FqdnSource for AdminView {
-    fn fqdn_cache(&self) -> Vec<FqdnCacheEntry> {
-        self.0.fqdn.list(&self.0.state.load())
-    }
-}
-
-fn write_state(path: &std::path::Path, lookups: &[Lookup]) {
-    match store::write(path, lookups) {
-        Ok(()) => debug!(path = %path.display(), entries = lookups.len(), "FQDN cache written"),
-        Err(error) => {
-            warn!(%error, "writing the FQDN cache failed; a restart would forget what it learned since")
+            tasks::write_state(&path, &lookups);
         }
     }
 }

@@ -5,13 +5,14 @@
 //!
 //! JSON, one object: `{"version":1,"lookups":[{endpoint,name,ip,ttl,learned_unix_ms,
 //! expires_unix_ms}…]}`. Written whole to `<file>.tmp`, synced, then renamed over the
-//! file, so a crash leaves the old file or the new one, never half of one. A file that
-//! cannot be read is moved aside to `<file>.corrupt` and the node starts empty.
+//! file, so a crash leaves the old file or the new one, never half of one; mode 0600 (it
+//! names workloads and what they talk to). A file that cannot be read is moved aside to
+//! `<file>.corrupt` and the node starts empty.
 
 use std::fs;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -142,7 +143,14 @@ pub fn write(path: &Path, lookups: &[Lookup]) -> Result<(), StoreError> {
     })?;
     let tmp = with_suffix(path, ".tmp");
     {
-        let mut out = fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        // 0600: the file names workloads and what they talk to, as flows do.
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
         out.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
         out.sync_all().map_err(io("sync", &tmp))?;
     }
@@ -184,6 +192,15 @@ mod tests {
         assert_eq!(back[0].expires, UnixMillis(31_000));
         assert!(back.iter().all(|l| l.source == Source::Restored));
         assert!(!with_suffix(&path, ".tmp").exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
     }
 
     #[test]
