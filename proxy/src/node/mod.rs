@@ -373,6 +373,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             pending: handovers,
             node_lock: lock,
             sockets,
+            fqdn_tasks,
         };
         return handover::step_down(conn, drain, pid, serving, shared, pods, parent).await;
     }

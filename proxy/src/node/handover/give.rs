@@ -234,6 +234,8 @@ pub struct Serving {
     /// open (or locked) here should the successor go away during the drain.
     pub node_lock: File,
     pub sockets: Sockets,
+    /// The FQDN cache's expiry and save tasks: the successor's own take over.
+    pub fqdn_tasks: Vec<JoinHandle<()>>,
 }
 
 /// Lets go: releases everything (nothing this process drops from here on touches what
@@ -274,6 +276,10 @@ pub async fn step_down(
     }
     // What this node learned for toFQDNs since the successor read the state file: the
     // successor merges the file again on `released`.
+    for task in serving.fqdn_tasks {
+        task.abort();
+        let _ = task.await;
+    }
     let saver = Arc::clone(&shared);
     let _ = tokio::task::spawn_blocking(move || saver.fqdn.save()).await;
     drop(serving.node_lock);
