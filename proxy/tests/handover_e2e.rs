@@ -661,57 +661,11 @@ fn a_successor_killed_after_taking_over_fails_closed_and_the_next_node_cleans_up
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A cgroup the test creates outside the node's own, enrolled with `spec.cgroup`;
-/// removed on drop, after the node has detached from it.
-struct UnitCgroup {
-    path: PathBuf,
-    relative: String,
-}
-
-impl UnitCgroup {
-    fn create() -> Self {
-        let relative = format!("/sluice-hov-unit-{}", std::process::id());
-        let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-            .into_iter()
-            .find(|m| Path::new(m).join("cgroup.controllers").exists())
-            .expect("a cgroup2 mount");
-        let path = Path::new(root).join(relative.trim_start_matches('/'));
-        let _ = std::fs::remove_dir(&path);
-        std::fs::create_dir(&path).unwrap();
-        Self { path, relative }
-    }
-
-    /// The echo the backend sends a process of this cgroup (host network namespace).
-    fn echo(&self) -> String {
-        let script = format!(
-            "import socket\ntry:\n    s = socket.create_connection(({BACKEND:?}, {ECHO_PORT}), timeout=3)\n    s.sendall(b'unit\\n')\n    print(s.recv(4096).decode().strip())\nexcept OSError as e:\n    print('failed', e)"
-        );
-        let shell = format!(
-            "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
-            self.path.display()
-        );
-        let out = Command::new("sh")
-            .args(["-c", &shell, &script])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for UnitCgroup {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 #[test]
 fn an_enrolled_cgroup_is_taken_over_with_the_node() {
     let _turn = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
     let dir = scenario_dir("handover-unit");
-    let unit = UnitCgroup::create();
+    let unit = UnitCgroup::create("hov");
     let extra = format!(
         r#"---
 apiVersion: sluice.io/v1alpha1
@@ -734,7 +688,7 @@ specs:
     let mut node = Node::start(&dir);
     wait_for_backend();
     // Through the proxy on 127.0.0.1 (a host-netns workload always is).
-    assert_eq!(unit.echo(), format!("{PROXY_SOURCE} unit"));
+    assert_eq!(unit_echo(&unit), format!("{PROXY_SOURCE} unit"));
 
     let successor = Node::takeover(&dir, &dir.join("config"), &[])
         .unwrap_or_else(|e| panic!("takeover failed:\n{e}"));
@@ -743,7 +697,7 @@ specs:
         .expect("the predecessor exits");
     assert!(status.success(), "predecessor exited with {status}");
     // The unit is still steered (pinned links adopted), through the adopted listener.
-    assert_eq!(unit.echo(), format!("{PROXY_SOURCE} unit"));
+    assert_eq!(unit_echo(&unit), format!("{PROXY_SOURCE} unit"));
 
     // A configuration without the unit would leave its programs with no owner: refused.
     let without = other_config(&dir, "without-unit", &config(&dir, ""));
@@ -752,7 +706,7 @@ specs:
         err.contains("enrolls cgroups this configuration does not"),
         "{err}"
     );
-    assert_eq!(unit.echo(), format!("{PROXY_SOURCE} unit"));
+    assert_eq!(unit_echo(&unit), format!("{PROXY_SOURCE} unit"));
 
     drop(successor);
     // The node detached from the unit's cgroup and left it to its owner.
@@ -760,4 +714,17 @@ specs:
     let left = leftovers();
     assert!(left.is_empty(), "left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The echo the backend sends a process of `unit` (host network namespace).
+fn unit_echo(unit: &UnitCgroup) -> String {
+    let script = format!(
+        "import socket\ntry:\n    s = socket.create_connection(({BACKEND:?}, {ECHO_PORT}), timeout=3)\n    s.sendall(b'unit\\n')\n    print(s.recv(4096).decode().strip())\nexcept OSError as e:\n    print('failed', e)"
+    );
+    let out = unit
+        .command("python3 -c \"$0\"")
+        .arg(&script)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

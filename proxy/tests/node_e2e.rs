@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -860,53 +860,11 @@ fn the_dns_proxy_enforces_rules_dns_and_reports_dns_flows() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A cgroup the test creates outside the node's own, enrolled with `spec.cgroup` (as a
-/// systemd unit would be); removed on drop, after the node has detached from it.
-struct UnitCgroup {
-    path: PathBuf,
-    relative: String,
-}
-
-impl UnitCgroup {
-    fn create() -> Self {
-        let relative = format!("/sluice-e2e-unit-{}", std::process::id());
-        let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-            .into_iter()
-            .find(|m| Path::new(m).join("cgroup.controllers").exists())
-            .expect("a cgroup2 mount");
-        let path = Path::new(root).join(relative.trim_start_matches('/'));
-        let _ = std::fs::remove_dir(&path);
-        std::fs::create_dir(&path).unwrap();
-        Self { path, relative }
-    }
-
-    /// curl from a process inside the cgroup (host network namespace).
-    fn curl(&self, url: &str) -> u16 {
-        let script = format!(
-            "echo $$ > {}/cgroup.procs && exec curl {} {url}",
-            self.path.display(),
-            CURL_STATUS.join(" ")
-        );
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", &script]);
-        http_status(cmd)
-    }
-}
-
-impl Drop for UnitCgroup {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 #[test]
 fn an_existing_cgroup_is_enrolled_as_a_workload() {
     let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
     let dir = scenario_dir("cgroup-workload");
-    let unit = UnitCgroup::create();
+    let unit = UnitCgroup::create("e2e");
     let extra = format!(
         r#"
 ---
@@ -937,10 +895,10 @@ specs:
     });
 
     // Allowed through the proxy (never bypassed: a host-netns workload always is).
-    assert_eq!(unit.curl("http://10.200.9.3:8080/"), 200);
-    assert_eq!(unit.curl("http://10.200.9.3:8080/"), 200);
+    assert_eq!(unit_curl(&unit, "http://10.200.9.3:8080/"), 200);
+    assert_eq!(unit_curl(&unit, "http://10.200.9.3:8080/"), 200);
     // Default deny for everything else it tries.
-    assert_eq!(unit.curl("http://10.200.9.4:8080/"), 0);
+    assert_eq!(unit_curl(&unit, "http://10.200.9.4:8080/"), 0);
     // Processes outside the cgroup are untouched.
     assert_eq!(host_curl("http://10.200.9.3:8080/"), 200);
     eventually("the unit's flows carry its identity", || {
@@ -951,4 +909,9 @@ specs:
     drop(node);
     // The node detached from the cgroup and left it to its owner.
     assert!(unit.path.exists());
+}
+
+/// curl from a process of `unit`: the HTTP status, 0 when the connection failed.
+fn unit_curl(unit: &UnitCgroup, url: &str) -> u16 {
+    http_status(unit.command(&format!("curl {} {url}", CURL_STATUS.join(" "))))
 }

@@ -100,20 +100,7 @@ pub fn status(path: &Path) -> Result<Status, ClientError> {
     struct Reply {
         status: Status,
     }
-    let stream = connect(path, &Request::Status {})?;
-    let mut lines = FlowLines {
-        path: path.to_owned(),
-        reader: BufReader::new(stream),
-    };
-    let line = lines
-        .next()
-        .unwrap_or_else(|| Err(ClientError::Server("the node closed the connection".into())))?;
-    serde_json::from_str::<Reply>(&line)
-        .map(|r| r.status)
-        .map_err(|source| ClientError::BadLine {
-            path: path.to_owned(),
-            source,
-        })
+    one_reply::<Reply>(path, &Request::Status {}).map(|r| r.status)
 }
 
 /// Asks the node what `toFQDNs` learned.
@@ -122,7 +109,15 @@ pub fn fqdn_cache(path: &Path) -> Result<Vec<FqdnCacheEntry>, ClientError> {
     struct Reply {
         fqdn_cache: Vec<FqdnCacheEntry>,
     }
-    let stream = connect(path, &Request::FqdnCache {})?;
+    one_reply::<Reply>(path, &Request::FqdnCache {}).map(|r| r.fqdn_cache)
+}
+
+/// Sends `request` and reads the one line the node answers it with.
+fn one_reply<R: serde::de::DeserializeOwned>(
+    path: &Path,
+    request: &Request,
+) -> Result<R, ClientError> {
+    let stream = connect(path, request)?;
     let mut lines = FlowLines {
         path: path.to_owned(),
         reader: BufReader::new(stream),
@@ -130,10 +125,8 @@ pub fn fqdn_cache(path: &Path) -> Result<Vec<FqdnCacheEntry>, ClientError> {
     let line = lines
         .next()
         .unwrap_or_else(|| Err(ClientError::Server("the node closed the connection".into())))?;
-    serde_json::from_str::<Reply>(&line)
-        .map(|r| r.fqdn_cache)
-        .map_err(|source| ClientError::BadLine {
-            path: path.to_owned(),
-            source,
-        })
+    serde_json::from_str::<R>(&line).map_err(|source| ClientError::BadLine {
+        path: path.to_owned(),
+        source,
+    })
 }

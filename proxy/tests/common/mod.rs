@@ -176,3 +176,49 @@ pub fn scenario_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("config")).unwrap();
     dir
 }
+
+/// A cgroup the test creates outside the node's own, enrolled with `spec.cgroup` (as a
+/// systemd unit would be); removed on drop, after the node has detached from it.
+pub struct UnitCgroup {
+    pub path: PathBuf,
+    /// The path below the cgroup2 mount, as `spec.cgroup` names it.
+    pub relative: String,
+}
+
+impl UnitCgroup {
+    /// `/sluice-<tag>-unit-<pid>` under the cgroup2 mount.
+    pub fn create(tag: &str) -> Self {
+        let relative = format!("/sluice-{tag}-unit-{}", std::process::id());
+        let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .find(|m| Path::new(m).join("cgroup.controllers").exists())
+            .expect("a cgroup2 mount");
+        let path = Path::new(root).join(relative.trim_start_matches('/'));
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).unwrap();
+        Self { path, relative }
+    }
+
+    /// `sh -c` that moves itself into the cgroup, then runs `shell` (in the host's
+    /// network namespace); arguments added to the command are `$0`, `$1`, ….
+    pub fn command(&self, shell: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            &format!(
+                "echo $$ > {}/cgroup.procs && exec {shell}",
+                self.path.display()
+            ),
+        ]);
+        cmd
+    }
+}
+
+impl Drop for UnitCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
