@@ -1,6 +1,7 @@
 //! The loaded configuration, as the policy engine and the node consume it.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -138,6 +139,10 @@ pub struct NodeSettings {
     pub proxy_port: u16,
     pub dns_proxy_port: u16,
     pub dns_reject_response: DnsRejectResponse,
+    /// `spec.dns.upstream`: the resolver every query is forwarded to. `None`: each query
+    /// goes to the resolver the workload addressed (its original destination), as in Cilium.
+    /// Policy is decided on the original destination either way.
+    pub dns_upstream: Option<SocketAddr>,
     /// The HTTP engine's answer to a denied request (`spec.http`).
     pub http_denial: HttpDenial,
     /// `toFQDNs`: what learning addresses from DNS answers keeps, and where.
@@ -193,6 +198,7 @@ impl Default for NodeSettings {
             proxy_port: Self::DEFAULT_PROXY_PORT,
             dns_proxy_port: Self::DEFAULT_DNS_PROXY_PORT,
             dns_reject_response: DnsRejectResponse::Refused,
+            dns_upstream: None,
             http_denial: HttpDenial::default(),
             fqdn: FqdnSettings::default(),
             admin_socket: PathBuf::from(Self::DEFAULT_ADMIN_SOCKET),

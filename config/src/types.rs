@@ -579,6 +579,9 @@ pub struct NodeConfigSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DnsSettings {
+    /// One resolver that every query is forwarded to, instead of the one the workload
+    /// addressed: `10.96.0.10`, `10.96.0.10:5353`, `fd00::10`, `[fd00::10]:53`.
+    pub upstream: Option<String>,
     /// `refused` (default) or `nxdomain`: the answer to a query `rules.dns` does not
     /// allow (Cilium's `tofqdns-dns-reject-response-code`, `refused` / `nameError`).
     pub reject_response: Option<String>,

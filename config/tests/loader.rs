@@ -683,6 +683,43 @@ spec:
 }
 
 #[test]
+fn dns_upstream_is_an_address_with_port_53_by_default() {
+    let node = "apiVersion: sluice.io/v1alpha1\nkind: NodeConfig\nmetadata: {name: node}\n";
+    assert_eq!(load_ok("node.yaml", node).node.dns_upstream, None);
+    let upstream = |value: &str| format!("{node}spec:\n  dns:\n    upstream: {value}\n");
+    let loaded = |value: &str| {
+        load_ok("node.yaml", &upstream(value))
+            .node
+            .dns_upstream
+            .map(|a| a.to_string())
+    };
+    assert_eq!(loaded("10.96.0.10").as_deref(), Some("10.96.0.10:53"));
+    assert_eq!(
+        loaded("\"10.96.0.10:5353\"").as_deref(),
+        Some("10.96.0.10:5353")
+    );
+    assert_eq!(
+        loaded("\"[fd00::10]:53\"").as_deref(),
+        Some("[fd00::10]:53")
+    );
+    assert_eq!(
+        load_err("node.yaml", &upstream("10.96.0.10:0")),
+        [
+            "node.yaml:6:15: spec.dns.upstream: invalid upstream \"10.96.0.10:0\": port 0; \
+             write an IP address with an optional port, like 10.96.0.10, 10.96.0.10:53 or \
+             [fd00::10]:53"
+        ]
+    );
+    // One resolver, not a list: a list is a type error at the field.
+    let errors = load_err("node.yaml", &upstream("[10.96.0.10]"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("node.yaml:6:15: spec.dns.upstream"),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn dns_reject_response_defaults_to_refused_and_refuses_unknown_values() {
     let node = "apiVersion: sluice.io/v1alpha1\nkind: NodeConfig\nmetadata: {name: node}\n";
     assert_eq!(

@@ -4,8 +4,11 @@
 //! Transport-neutral: the UDP and TCP listeners hand in a packet and get back the bytes to
 //! send (if any) and the query's event. Every exit path produces exactly one event.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::SystemTime;
 
 use hickory_proto::op::ResponseCode;
@@ -279,12 +282,28 @@ impl<H: AnswerHook> Shared<H> {
         }
     }
 
-    /// Runs the hook on a task of its own and waits for it, at most the configured time.
+    /// Runs the hook and waits for it, at most the configured time.
     async fn run_hook(&self, client: ClientInfo, answer: ResolvedAnswer) -> Result<(), Reason> {
         let hook = Arc::clone(&self.handlers.answer_hook);
-        // A task, not a future polled here: at the timeout the install goes on, and serves
-        // the retry.
-        let task = tokio::spawn(async move { hook.on_answer(&client, &answer).await });
+        let mut install = Box::pin(async move { hook.on_answer(&client, &answer).await });
+        // An install is a few map writes and usually done at its first poll: then it needs
+        // no task, no join handle and no timer. A panic there is the hook's failure, as it
+        // is in a task.
+        let first = std::future::poll_fn(|cx| {
+            let polled = std::panic::catch_unwind(AssertUnwindSafe(|| install.as_mut().poll(cx)));
+            Poll::Ready(polled)
+        })
+        .await;
+        match first {
+            Ok(Poll::Ready(result)) => {
+                return result.map_err(|e| Reason::HookFailed(e.to_string()));
+            }
+            Ok(Poll::Pending) => {}
+            Err(_) => return Err(Reason::HookFailed("hook task ended: panicked".to_owned())),
+        }
+        // Not done: a task, not a future polled here, so that at the timeout the install
+        // goes on and serves the retry.
+        let task = tokio::spawn(install);
         match tokio::time::timeout(self.config.answer_hook_timeout, task).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(error))) => Err(Reason::HookFailed(error.to_string())),

@@ -56,17 +56,14 @@ pub async fn exchange_udp(
     // Connected: the kernel drops datagrams from any other source.
     socket.connect(upstream).await?;
     socket.send(packet).await?;
-    let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
-        let len = timeout_at(deadline, socket.recv(&mut buf))
+        let received = timeout_at(deadline, recv_datagram(&socket))
             .await
             .map_err(|_| UpstreamError::Timeout)??;
-        let received = &buf[..len];
-        match parse_answer(received, query) {
+        match parse_answer(&received, query) {
             Ok(answer) => {
-                buf.truncate(len);
                 return Ok(Exchanged {
-                    packet: buf,
+                    packet: received,
                     answer,
                 });
             }
@@ -76,9 +73,33 @@ pub async fn exchange_udp(
             Err(error) => {
                 return Err(UpstreamError::Answer {
                     error,
-                    packet: received.to_vec(),
+                    packet: received,
                 });
             }
+        }
+    }
+}
+
+thread_local! {
+    /// Where datagrams land before the proxy knows their size. A datagram may be as large
+    /// as [`MAX_MESSAGE`] and answers are a few hundred bytes: allocating (and zeroing)
+    /// 64 KiB per query for them cost about a tenth of the proxy's CPU per query.
+    /// Borrowed only inside a synchronous `try_recv`, never across an await.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; MAX_MESSAGE].into_boxed_slice());
+}
+
+/// The next datagram on a connected socket, in a buffer of its own size.
+async fn recv_datagram(socket: &UdpSocket) -> io::Result<Vec<u8>> {
+    loop {
+        socket.readable().await?;
+        let received = SCRATCH.with_borrow_mut(|buf| {
+            let len = socket.try_recv(buf)?;
+            Ok::<_, io::Error>(buf[..len].to_vec())
+        });
+        match received {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            received => return received,
         }
     }
 }

@@ -224,6 +224,24 @@ async fn hook_failure_becomes_servfail() {
     assert_eq!(event.ips, vec![v4([192, 0, 2, 1], 30)]);
 }
 
+#[tokio::test]
+async fn a_hook_that_panics_is_a_failed_hook_and_the_proxy_keeps_serving() {
+    let upstream = fake_upstream(answering(&[[192, 0, 2, 1]])).await;
+    let mut proxy = start_proxy(|_| {}, allow_all(), Some(upstream), HookMode::Panic).await;
+    for id in [12, 13] {
+        let q = query(id, "www.example.", RecordType::A).to_vec().unwrap();
+        let reply = udp_exchange(proxy.addr, &q, WAIT).await.unwrap();
+        assert_eq!(rcode(&reply), ResponseCode::ServFail);
+        let event = proxy.event().await;
+        assert_eq!(event.verdict, Verdict::Dropped);
+        assert!(
+            matches!(&event.reason, Reason::HookFailed(why) if why.contains("panicked")),
+            "{:?}",
+            event.reason
+        );
+    }
+}
+
 /// One valid query, built by hand so the hostile variants below can change single bytes.
 fn valid_query() -> Vec<u8> {
     let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];

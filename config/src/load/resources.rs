@@ -93,6 +93,15 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
             ));
         }
     };
+    let dns_upstream = match spec.dns.as_ref().and_then(|d| d.upstream.as_deref()) {
+        None => None,
+        Some(text) => Some(validate::dns_upstream(text).map_err(|message| {
+            Issue::new(
+                FieldPath::root().key("spec").key("dns").key("upstream"),
+                message,
+            )
+        })?),
+    };
     let dns_reject_response = match spec.dns.as_ref().and_then(|d| d.reject_response.as_deref()) {
         None | Some("refused") => DnsRejectResponse::Refused,
         Some("nxdomain") => DnsRejectResponse::NxDomain,
@@ -157,6 +166,7 @@ pub(super) fn node_settings(config: &NodeConfig) -> Result<NodeSettings, Issue> 
         dns_reject_response,
         http_denial,
         fqdn,
+        dns_upstream,
         admin_socket: proxy
             .admin_socket
             .map_or(defaults.admin_socket, PathBuf::from),

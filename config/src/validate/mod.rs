@@ -20,7 +20,9 @@ mod secret;
 mod selector;
 #[cfg(test)]
 mod tests;
+mod upstream;
 
+pub(crate) use self::upstream::dns_upstream;
 use crate::diag::{FieldPath, Issue};
 use crate::types::{
     CidrGroup, CiliumPolicy, Namespace, NetworkPolicy, NodeConfig, Secret, Service, Workload,

@@ -204,6 +204,11 @@ pub(super) fn node_config(n: &NodeConfig, report: &mut Report) {
             ),
         );
     }
+    if let Some(upstream) = spec.dns.as_ref().and_then(|d| d.upstream.as_ref())
+        && let Err(message) = super::dns_upstream(upstream)
+    {
+        report.add(&at.key("dns").key("upstream"), message);
+    }
     if let Some(reject) = spec.dns.as_ref().and_then(|d| d.reject_response.as_ref())
         && !matches!(reject.as_str(), "refused" | "nxdomain")
     {

@@ -69,6 +69,8 @@ pub enum HookMode {
     Sleep(Duration),
     /// Wait until the test calls `Notify::notify_one`.
     Gate(Arc<Notify>),
+    /// Panic at once (a bug in the node's hook).
+    Panic,
 }
 
 /// An answer hook that records every call, with the instant it finished.
@@ -91,6 +93,7 @@ impl AnswerHook for RecordingHook {
             HookMode::Fail => return Err("kernel map full".into()),
             HookMode::Sleep(d) => tokio::time::sleep(*d).await,
             HookMode::Gate(gate) => gate.notified().await,
+            HookMode::Panic => panic!("the hook has a bug"),
         }
         self.calls
             .lock()

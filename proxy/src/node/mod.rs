@@ -244,6 +244,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
                 addr,
                 node.dns_reject_response,
                 adopted,
+                node.dns_upstream,
             )
             .await
             .with_context(|| format!("binding the DNS proxy on {addr}"))?;

@@ -218,6 +218,7 @@ fn node_configs() {
                 node_labels: Some(labels(&[("node-role.kubernetes.io/worker", "")])),
                 allow_localhost: Some("policy".into()),
                 dns: Some(DnsSettings {
+                    upstream: Some("[fd00::10]:5353".into()),
                     reject_response: Some("nxdomain".into()),
                     min_ttl: Some(3600),
                     max_ips_per_hostname: Some(50),
@@ -399,6 +400,22 @@ fn node_configs() {
             &[(
                 "spec.proxy.adminSocket",
                 "adminSocket must be an absolute path, like /run/sluice/admin.sock",
+            )],
+        ),
+        case(
+            "sluice NodeConfig: the DNS upstream is an address, not a name",
+            nc(NodeConfigSpec {
+                dns: Some(DnsSettings {
+                    upstream: Some("kube-dns.kube-system".into()),
+                    ..DnsSettings::default()
+                }),
+                ..NodeConfigSpec::default()
+            }),
+            &[(
+                "spec.dns.upstream",
+                "invalid upstream \"kube-dns.kube-system\": a name, not an address (the DNS proxy \
+                 cannot resolve the resolver it forwards to); write an IP address with an \
+                 optional port, like 10.96.0.10, 10.96.0.10:53 or [fd00::10]:53",
             )],
         ),
     ];

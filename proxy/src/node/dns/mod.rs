@@ -1,6 +1,7 @@
 //! The DNS proxy inside the node: the kernel redirects every pod's DNS (UDP and TCP to
 //! port 53) to it on the pods' gateway address, and it enforces L3/L4 policy and
-//! `rules.dns` per query before forwarding to the resolver the pod asked.
+//! `rules.dns` per query before forwarding to the resolver the pod asked (or to the
+//! NodeConfig `spec.dns.upstream`).
 //!
 //! sluice-dns does the protocol; this module plugs the node into it:
 //!
@@ -48,15 +49,19 @@ pub struct DnsService {
 impl DnsService {
     /// Binds the DNS proxy on `listen` (UDP and TCP), or serves the sockets a predecessor
     /// bound there (`adopted`), and serves it. Queries to a local pod leave from
-    /// [`PROXY_SOURCE`], the address pods' ingress trusts as the proxy's.
+    /// [`PROXY_SOURCE`], the address pods' ingress trusts as the proxy's. With `upstream`
+    /// (`spec.dns.upstream`) every query is forwarded there; policy is still decided on
+    /// the resolver the pod addressed.
     pub async fn start(
         shared: Arc<Shared>,
         original_dst: DnsOrigDsts,
         listen: SocketAddr,
         reject: DnsRejectResponse,
         adopted: Option<sluice_dns::Sockets>,
+        upstream: Option<SocketAddr>,
     ) -> Result<Self, BindError> {
         let mut config = ProxyConfig::new(listen);
+        config.fixed_upstream = upstream;
         config.reject_response = match reject {
             DnsRejectResponse::Refused => RejectResponse::Refused,
             DnsRejectResponse::NxDomain => RejectResponse::NameError,
