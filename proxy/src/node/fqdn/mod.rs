@@ -47,7 +47,7 @@ mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use sluice_config::FqdnSettings;
@@ -197,11 +197,53 @@ impl FqdnEngine {
     ) -> Result<(), FqdnError> {
         let started = Instant::now();
         let mut inner = self.inner();
+        self.learn_locked(&mut inner, started, shared, client, answer)
+    }
+
+    /// [`Self::learn`] where it is sure to be cheap, on the caller's thread: the engine is
+    /// free, no `toFQDNs` selector selects the answer's names and none of its addresses
+    /// holds an FQDN identity from an earlier name, so the answer needs no identity and
+    /// compiles no policy (its lookup is recorded, which is all most answers do). `None`:
+    /// not sure; call [`Self::learn`] on a blocking thread.
+    pub fn try_learn_in_place(
+        &self,
+        shared: &Shared,
+        client: &ClientInfo,
+        answer: &ResolvedAnswer,
+    ) -> Option<Result<(), FqdnError>> {
+        let started = Instant::now();
+        let mut inner = match self.inner.try_lock() {
+            Ok(g) => g,
+            // As in `inner`: a poisoned lock holds consistent state.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        if !inner.selectors.matching(answer_names(answer)).is_empty() {
+            return None;
+        }
+        let learned = &shared.state.load().fqdn;
+        if answer
+            .ips
+            .iter()
+            .any(|ip| learned.contains_key(&ip.addr.to_canonical()))
+        {
+            return None;
+        }
+        Some(self.learn_locked(&mut inner, started, shared, client, answer))
+    }
+
+    /// `learn` once the engine is held; `started` is when the caller began waiting for it.
+    fn learn_locked(
+        &self,
+        inner: &mut Inner,
+        started: Instant,
+        shared: &Shared,
+        client: &ClientInfo,
+        answer: &ResolvedAnswer,
+    ) -> Result<(), FqdnError> {
         let snapshot = shared.state.load();
         let endpoint = endpoint_name(snapshot.policy.universe(), client.peer.ip());
-        let names: Vec<&str> = std::iter::once(answer.qname.as_str())
-            .chain(answer.cnames.iter().map(String::as_str))
-            .collect();
+        let names: Vec<&str> = answer_names(answer).collect();
         let ips: Vec<ResolvedIp> = answer
             .ips
             .iter()
@@ -217,8 +259,7 @@ impl FqdnEngine {
         inner.dirty = true;
         self.changed.notify_one();
         let addresses: BTreeSet<IpAddr> = ips.iter().map(|ip| ip.addr).collect();
-        let installed = self.apply(&mut inner, shared, &changed, &addresses);
-        drop(inner);
+        let installed = self.apply(inner, shared, &changed, &addresses);
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match &installed {
             Ok(summary) if summary.changed() => info!(
@@ -351,6 +392,11 @@ fn limits(settings: &FqdnSettings) -> CacheLimits {
         min_ttl: settings.min_ttl,
         max_ips_per_name: usize::try_from(settings.max_ips_per_hostname).unwrap_or(usize::MAX),
     }
+}
+
+/// The names an answer teaches addresses for: the asked name and its CNAME chain.
+fn answer_names(answer: &ResolvedAnswer) -> impl Iterator<Item = &str> {
+    std::iter::once(answer.qname.as_str()).chain(answer.cnames.iter().map(String::as_str))
 }
 
 /// The endpoint an answer is recorded for: `namespace/name` of the workload at the
