@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Side-by-side DNS benchmark (root), in one run, the same load client (dnsperf) against:
-#   direct       the client in the client pod's netns but outside its cgroup (same network
-#                path, no BPF redirect, no proxy), straight to the backend resolver
-#   dnsmasq      the same client through dnsmasq as a plain forwarder on the host
+# Side-by-side DNS benchmark (root), in one run, the same load client (dnsperf), always in
+# the client pod (cgroup + netns, behind its veth), against:
+#   direct       the backend resolver on a port the client's policy allows at L4 only
+#                (5353/UDP: not DNS to the kernel, decided there, no proxy): the limit
+#   dnsmasq      dnsmasq as a plain forwarder on the host, on the pods' gateway
 #                (--no-resolv --server=backend --cache-size=0: no cache, so every query
-#                is really forwarded)
-#   sluice-10    the client in its pod (cgroup + netns): every query redirected by the
-#                kernel to sluice's DNS proxy, which enforces rules.dns of 10 selectors
+#                is really forwarded; dnsmasq has one thread); the client's policy allows
+#                it at L4 (toEntities host)
+#   sluice-10    the backend on port 53: the kernel redirects every query to sluice's DNS
+#                proxy, which enforces rules.dns of 10 selectors (`sluice up` default: one
+#                worker thread per CPU; SLUICE_WORKERS=1 for dnsmasq's budget)
 #   sluice-10k   the same with 10,000 selectors (matchName and matchPattern mixed; the
 #                queried names are matched by the last six)
 # The backend is dnsmasq in the server pod answering every name under bench.test from
-# its own records (--address, no upstream, answers never expire).
+# its own records (--address, no upstream), on port 53 and, a second instance, on 5353.
 # Load: dnsperf -c 8 -q 64 (closed loop, 64 queries outstanding over 8 sockets) cycling
 # through ten names; -v gives each query's latency, from which p50/p99 are computed.
 # Proxy CPU (user+system of the proxy process from /proc) per query. Repetitions rotate
 # through the targets; medians are printed, with ratios to dnsmasq and to direct.
 # Every answer must be NOERROR: a REFUSED (a policy mismatch) or lost queries fail the run.
-# Usage: bench/dns.sh [repetitions=3] [seconds=10]
+# Usage: [MODES="direct dnsmasq …"] [SLUICE_WORKERS=N] bench/dns.sh [repetitions=3] [seconds=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-3}
@@ -38,7 +41,7 @@ client=10.200.40.2
 server=10.200.40.3
 gateway=169.254.1.1
 fwd_port=15554
-netns=sluice-dbench-client
+inpod="$sluice exec dbench/client --"
 node= fwd=
 trap 'kill $fwd 2>/dev/null; kill "$node" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -74,9 +77,14 @@ metadata: {name: server, namespace: dbench, labels: {app: server}}
 spec:
   addresses: ["$server"]
   run:
-    command: [dnsmasq, --keep-in-foreground, --no-resolv, --no-hosts, --conf-file=/dev/null,
-      --pid-file=, --log-facility=-, --listen-address=$server, --bind-interfaces,
-      "--address=/bench.test/192.0.2.1", --cache-size=10000]
+    command:
+    - sh
+    - -c
+    - |
+      set -- --no-resolv --no-hosts --conf-file=/dev/null --pid-file= --log-facility=- \
+        --listen-address=$server --bind-interfaces --address=/bench.test/192.0.2.1
+      dnsmasq --port=5353 "\$@"
+      exec dnsmasq --keep-in-foreground "\$@"
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -90,6 +98,12 @@ spec:
       rules:
         dns:
 $(selectors "$1")
+  # The direct path: not DNS to the kernel (port 5353), decided there, no proxy.
+  - toEndpoints: [{matchLabels: {app: server}}]
+    toPorts: [{ports: [{port: "5353", protocol: UDP}]}]
+  # dnsmasq on the gateway (a host address).
+  - toEntities: [host]
+    toPorts: [{ports: [{port: "$fwd_port", protocol: UDP}]}]
 YAML
 }
 
@@ -102,9 +116,9 @@ cpu_ticks() {
 # mode → "enter command|server|port|proxy pids"
 target() {
   case $1 in
-    direct) echo "ip netns exec $netns|$server|53|" ;;
-    dnsmasq) echo "ip netns exec $netns|$gateway|$fwd_port|$fwd" ;;
-    sluice-10|sluice-10k) echo "$sluice exec dbench/client --|$server|53|$node" ;;
+    direct) echo "$inpod|$server|5353|" ;;
+    dnsmasq) echo "$inpod|$gateway|$fwd_port|$fwd" ;;
+    sluice-10|sluice-10k) echo "$inpod|$server|53|$node" ;;
   esac
 }
 
@@ -144,23 +158,22 @@ PY
 }
 
 config 10
-# One node per machine: wait (up to 5 minutes) while another one (a test, a benchmark) runs.
-for _ in $(seq 60); do
-  "$sluice" up --quiet --config "$work/config.yaml" 2>"$work/node.log" &
-  node=$!
-  for _ in $(seq 100); do grep -q "node up" "$work/node.log" && break; kill -0 $node 2>/dev/null || break; sleep 0.2; done
-  grep -q "another sluice node" "$work/node.log" || break
-  echo "another sluice node is running; waiting" >&2; wait $node || true; sleep 5
-done
+# One node per machine: wait for one a test may be running to stop.
+mkdir -p /run/sluice && flock -w 1800 /run/sluice/node.lock true
+"$sluice" up --quiet --workers "${SLUICE_WORKERS:-0}" --config "$work/config.yaml" 2>"$work/node.log" &
+node=$!
+for _ in $(seq 100); do grep -q "node up" "$work/node.log" && break; sleep 0.2; done
 grep -q "node up" "$work/node.log" || { cat "$work/node.log"; exit 1; }
-for _ in $(seq 50); do
-  [ "$(dig +short +time=1 +tries=1 @$server api-1.bench.test)" = 192.0.2.1 ] && break; sleep 0.2
+for port in 53 5353; do
+  for _ in $(seq 50); do
+    [ "$(dig +short +time=1 +tries=1 -p $port @$server api-1.bench.test)" = 192.0.2.1 ] && break; sleep 0.2
+  done
 done
 dnsmasq --keep-in-foreground --no-resolv --no-hosts --conf-file=/dev/null --pid-file= \
   --log-facility=- --listen-address=$gateway --port=$fwd_port --bind-interfaces \
   --server=$server --cache-size=0 --dns-forward-max=1000 2>"$work/dnsmasq.log" & fwd=$!
 sleep 1
-modes=(direct dnsmasq sluice-10 sluice-10k)
+read -r -a modes <<< "${MODES:-direct dnsmasq sluice-10 sluice-10k}"
 declare -A qps p50 p99 cpu
 for rep in $(seq "$reps"); do
   for mode in "${modes[@]}"; do
@@ -178,10 +191,11 @@ for rep in $(seq "$reps"); do
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "–" hi}'; }
-dq=$(echo "${qps[direct]}" | median); mq=$(echo "${qps[dnsmasq]}" | median); mp=$(echo "${p99[dnsmasq]}" | median)
+dq=$(echo "${qps[direct]:-}" | median); mq=$(echo "${qps[dnsmasq]:-}" | median); mp=$(echo "${p99[dnsmasq]:-}" | median)
+ratio() { if [ -n "$2" ]; then echo "$1 / $2" | bc -l; else echo 0; fi; }
 printf '| target | queries/s (min–max) | vs dnsmasq | vs direct | p50 µs | p99 µs | p99 vs dnsmasq | proxy CPU µs/query |\n|---|---|---|---|---|---|---|---|\n'
 for mode in "${modes[@]}"; do
   q=$(echo "${qps[$mode]}" | median); a=$(echo "${p50[$mode]}" | median); b=$(echo "${p99[$mode]}" | median)
   c=$(echo "${cpu[$mode]}" | median); r=$(echo "${qps[$mode]}" | range)
-  printf '| %s | %s (%s) | %.2f | %.2f | %s | %s | %.2f | %s |\n' "$mode" "$q" "$r" "$(echo "$q / $mq" | bc -l)" "$(echo "$q / $dq" | bc -l)" "$a" "$b" "$(echo "$b / $mp" | bc -l)" "$c"
+  printf '| %s | %s (%s) | %.2f | %.2f | %s | %s | %.2f | %s |\n' "$mode" "$q" "$r" "$(ratio "$q" "$mq")" "$(ratio "$q" "$dq")" "$a" "$b" "$(ratio "$b" "$mp")" "$c"
 done
