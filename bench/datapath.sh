@@ -19,6 +19,7 @@
 # Usage: bench/datapath.sh [repetitions=3] [connects=2000] [seconds=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 reps=${1:-3}
 connects=${2:-2000}
 secs=${3:-5}
@@ -30,16 +31,9 @@ command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx >/dev/null || need+=(nginx-light)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v bc >/dev/null || need+=(bc)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-# Packaged services are not ours to run; the peers run from our own configs below.
-for svc in nginx haproxy; do
-  command -v systemctl >/dev/null && systemctl disable --now "$svc" >/dev/null 2>&1 || true
-done
-ulimit -n "$(ulimit -Hn)"
-cargo build --release --locked -p sluice-proxy >/dev/null 2>&1
-sluice=$PWD/target/release/sluice
+install_missing "${need[@]}"
+stop_services nginx haproxy
+prepare_sluice
 work=$(mktemp -d /tmp/sluice-bench.XXXX)
 server=10.200.20.3
 gateway=169.254.1.1
@@ -163,14 +157,6 @@ held = [socket.create_connection((host, port)) for _ in range(n)]
 time.sleep(1)
 print(int((rss() - before) / n))"
 
-cpu_ticks() { # total utime+stime (clock ticks) of the given pids
-  local t=0 p
-  for p in "$@"; do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
-
 # mode → how the client runs, where it connects, and which pids are the proxy.
 target() { # $1 = mode, $2 = server port index (0 connect, 1 iperf3, 2 idle); prints "host port"
   local ports=(9000 5201 9001)
@@ -209,11 +195,7 @@ run() { # $1 = mode; prints "connects/s Gbit/s cpu-us-per-connect cpu-s-per-GB"
 }
 
 config false
-# One node per machine: wait for one a test may be running to stop.
-mkdir -p /run/sluice && flock -w 1800 /run/sluice/node.lock true
-"$sluice" up --quiet --config "$work/config.yaml" 2>"$work/node.log" &
-node=$!
-for _ in $(seq 50); do grep -q "node up" "$work/node.log" && break; sleep 0.2; done
+start_node "$work/node.log" --config "$work/config.yaml"
 sleep 2
 ip netns exec sluice-bench-client sysctl -q -w net.ipv4.tcp_tw_reuse=1
 nginx -c "$work/nginx.conf" & ngx=$!
@@ -230,7 +212,6 @@ for rep in $(seq "$reps"); do
     echo "rep $rep $mode: $c connects/s, $g Gbit/s, proxy CPU $u µs/connect, $s s/GB" >&2
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '| path | connects/s | ratio | proxy CPU µs/connect | Gbit/s | ratio | proxy CPU s/GB |\n|---|---|---|---|---|---|---|\n'
 dc=$(echo "${cps[direct]}" | median); dg=$(echo "${gbps[direct]}" | median)
 for mode in "${modes[@]}"; do

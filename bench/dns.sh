@@ -22,6 +22,7 @@
 # Usage: [MODES="direct dnsmasq …"] [SLUICE_WORKERS=N] bench/dns.sh [repetitions=3] [seconds=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 reps=${1:-3}
 secs=${2:-10}
 
@@ -30,12 +31,8 @@ command -v dnsperf >/dev/null || need+=(dnsperf)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v dig >/dev/null || need+=(bind9-dnsutils)
 command -v bc >/dev/null || need+=(bc)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-ulimit -n "$(ulimit -Hn)"
-cargo build --release --locked -p sluice-proxy >/dev/null 2>&1
-sluice=$PWD/target/release/sluice
+install_missing "${need[@]}"
+prepare_sluice
 work=$(mktemp -d /tmp/sluice-dns-bench.XXXX)
 client=10.200.40.2
 server=10.200.40.3
@@ -107,12 +104,6 @@ $(selectors "$1")
 YAML
 }
 
-cpu_ticks() {
-  local t=0 p
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  echo "$t"
-}
-
 # mode → "enter command|server|port|proxy pids"
 target() {
   case $1 in
@@ -158,12 +149,7 @@ PY
 }
 
 config 10
-# One node per machine: wait for one a test may be running to stop.
-mkdir -p /run/sluice && flock -w 1800 /run/sluice/node.lock true
-"$sluice" up --quiet --workers "${SLUICE_WORKERS:-0}" --config "$work/config.yaml" 2>"$work/node.log" &
-node=$!
-for _ in $(seq 100); do grep -q "node up" "$work/node.log" && break; sleep 0.2; done
-grep -q "node up" "$work/node.log" || { cat "$work/node.log"; exit 1; }
+start_node "$work/node.log" --workers "${SLUICE_WORKERS:-0}" --config "$work/config.yaml"
 for port in 53 5353; do
   for _ in $(seq 50); do
     [ "$(dig +short +time=1 +tries=1 -p $port @$server api-1.bench.test)" = 192.0.2.1 ] && break; sleep 0.2
@@ -189,7 +175,6 @@ for rep in $(seq "$reps"); do
     echo "rep $rep $mode: $q queries/s, p50 ${a}µs, p99 ${b}µs, proxy CPU ${c}µs/query" >&2
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "–" hi}'; }
 dq=$(echo "${qps[direct]:-}" | median); mq=$(echo "${qps[dnsmasq]:-}" | median); mp=$(echo "${p99[dnsmasq]:-}" | median)
 ratio() { if [ -n "$2" ]; then echo "$1 / $2" | bc -l; else echo 0; fi; }

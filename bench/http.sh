@@ -18,6 +18,7 @@
 # Usage: [MODES="direct nginx …"] [SLUICE_WORKERS=N] bench/http.sh [repetitions=3] [seconds=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 reps=${1:-3}
 secs=${2:-10}
 
@@ -27,15 +28,9 @@ command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v bc >/dev/null || need+=(bc)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-for svc in nginx haproxy; do
-  command -v systemctl >/dev/null && systemctl disable --now "$svc" >/dev/null 2>&1 || true
-done
-ulimit -n "$(ulimit -Hn)"
-cargo build --release --locked -p sluice-proxy >/dev/null 2>&1
-sluice=$PWD/target/release/sluice
+install_missing "${need[@]}"
+stop_services nginx haproxy
+prepare_sluice
 work=$(mktemp -d /tmp/sluice-http-bench.XXXX)
 server=10.200.30.3
 gateway=169.254.1.1
@@ -160,12 +155,6 @@ listen web
   server s $server:8080
 CONF
 
-cpu_ticks() {
-  local t=0 p
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  echo "$t"
-}
-
 # mode → "enter command|url|proxy pids"
 target() {
   case $1 in
@@ -227,12 +216,7 @@ print(re.search(r'finished in [\d.]+\w+, ([\d.]+) req/s', text).group(1).split('
 }
 
 config 10
-# One node per machine: wait for one a test may be running to stop.
-mkdir -p /run/sluice && flock -w 1800 /run/sluice/node.lock true
-"$sluice" up --quiet --workers "${SLUICE_WORKERS:-0}" --config "$work/config.yaml" 2>"$work/node.log" &
-node=$!
-for _ in $(seq 100); do grep -q "node up" "$work/node.log" && break; sleep 0.2; done
-grep -q "node up" "$work/node.log" || { cat "$work/node.log"; exit 1; }
+start_node "$work/node.log" --workers "${SLUICE_WORKERS:-0}" --config "$work/config.yaml"
 sleep 2
 nginx -c "$work/nginx.conf" & ngx=$!
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & hap=$!
@@ -251,7 +235,6 @@ for rep in $(seq "$reps"); do
     echo "rep $rep $mode: $r req/s, p50 ${a}µs, p99 ${b}µs, proxy CPU ${c}µs/req; h2 $h req/s" >&2
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 dr=$(echo "${rps[direct]:-}" | median); nr=$(echo "${rps[nginx]:-}" | median); np=$(echo "${p99[nginx]:-}" | median)
 ratio() { if [ -n "$2" ]; then echo "$1 / $2" | bc -l; else echo 0; fi; }
 printf '| target | req/s | vs nginx | vs direct | p50 µs | p99 µs | p99 vs nginx | proxy CPU µs/req | h2 req/s |\n|---|---|---|---|---|---|---|---|---|\n'
