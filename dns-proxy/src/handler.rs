@@ -20,7 +20,8 @@ use crate::event::{DnsEvent, EventSink, Reason, Verdict};
 use crate::hooks::{
     AnswerHook, ClientInfo, DnsPolicy, OriginalDst, PolicyAnswer, ResolvedAnswer, Transport,
 };
-use crate::upstream::{UpstreamError, exchange_tcp, exchange_udp};
+use crate::shared_udp::UdpUpstreams;
+use crate::upstream::{UpstreamError, exchange_tcp};
 use crate::wire::{AnswerError, DnsQuery, QueryError, header_reply, parse_query, synthesize};
 
 /// The node's side of the proxy: the four things it plugs in.
@@ -39,6 +40,8 @@ pub(crate) struct Shared<H> {
     pub(crate) handlers: Handlers<H>,
     /// UDP queries in flight.
     pub(crate) in_flight: Arc<Semaphore>,
+    /// The sockets UDP queries are forwarded on.
+    pub(crate) udp_upstreams: UdpUpstreams,
 }
 
 /// The bytes to send back (if any) and the query's event.
@@ -192,7 +195,11 @@ impl<H: AnswerHook> Shared<H> {
         let deadline = Instant::now() + self.config.upstream_timeout;
         let source = self.config.upstream_sources.get(&upstream.ip()).copied();
         let exchanged = match transport {
-            Transport::Udp => exchange_udp(upstream, source, packet, &query, deadline).await,
+            Transport::Udp => {
+                self.udp_upstreams
+                    .exchange(upstream, source, packet, &query, deadline)
+                    .await
+            }
             Transport::Tcp => exchange_tcp(upstream, source, packet, &query, deadline).await,
         };
         let exchanged = match exchanged {

@@ -10,8 +10,10 @@
 //! 3. asks the node's [`DnsPolicy`]; a denial is answered REFUSED or NXDOMAIN
 //!    ([`RejectResponse`]) without forwarding, a drop (L3/L4 policy) gets no answer at all,
 //!    an audit is forwarded and reported as such;
-//! 4. forwards the query's **original bytes** (ID, 0x20 case, EDNS0 untouched) over the
-//!    client's transport, and checks that the answer matches (ID, question);
+//! 4. forwards the query's **original bytes** (0x20 case, EDNS0 untouched) over the
+//!    client's transport — over UDP on a socket shared with other queries to the same
+//!    upstream, with an ID of the proxy's choosing (random, put back in the answer; see
+//!    `shared_udp`) — and checks that the answer matches (ID, question);
 //! 5. follows the answer's CNAME chain to the asked name's A/AAAA records and hands them
 //!    to the node's [`AnswerHook`], which installs the allow, **before** the client sees the
 //!    answer; a hook that fails or overruns its bound turns the answer into SERVFAIL;
@@ -32,6 +34,7 @@ mod event;
 mod handler;
 pub mod hooks;
 mod server;
+mod shared_udp;
 mod sockets;
 mod tcp;
 mod upstream;
@@ -51,5 +54,6 @@ pub use hooks::{
     ResolvedAnswer, Transport,
 };
 pub use server::{BindError, DnsProxy};
+pub use shared_udp::ROTATE_AFTER as UDP_SOCKET_QUERIES;
 pub use sockets::Sockets;
 pub use wire::ResolvedIp;

@@ -74,6 +74,7 @@ impl<H: AnswerHook> DnsProxy<H> {
                 local_addr,
                 handlers,
                 in_flight,
+                udp_upstreams: Default::default(),
             }),
         }
     }

@@ -1,14 +1,13 @@
 //! Sending a query's original bytes to its upstream and getting the matching answer back.
 //!
-//! One fresh socket per query: its random source port is the only extra entropy a spoofer
-//! must guess (the ID is the client's, kept as sent), the kernel routes answers for it to this
-//! query alone, and no ID table is shared between queries.
+//! Over TCP, one fresh connection per query (the client's ID kept as sent). UDP shares
+//! sockets between queries: see `shared_udp`.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
 use crate::wire::{AnswerError, DnsAnswer, DnsQuery, parse_answer};
@@ -34,74 +33,6 @@ pub enum UpstreamError {
 pub struct Exchanged {
     pub packet: Vec<u8>,
     pub answer: DnsAnswer,
-}
-
-/// Over UDP, from `source` when given (any local address otherwise). Packets that are not
-/// the answer to `query` (other ID, other question, not a response) are ignored and the
-/// wait goes on until `deadline`, as a stub resolver does: a forged packet must not cost
-/// the client the real answer.
-pub async fn exchange_udp(
-    upstream: SocketAddr,
-    source: Option<IpAddr>,
-    packet: &[u8],
-    query: &DnsQuery,
-    deadline: Instant,
-) -> Result<Exchanged, UpstreamError> {
-    let bind: SocketAddr = match (source, upstream) {
-        (Some(ip), _) => (ip, 0).into(),
-        (None, SocketAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        (None, SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(bind).await?;
-    // Connected: the kernel drops datagrams from any other source.
-    socket.connect(upstream).await?;
-    socket.send(packet).await?;
-    loop {
-        let received = timeout_at(deadline, recv_datagram(&socket))
-            .await
-            .map_err(|_| UpstreamError::Timeout)??;
-        match parse_answer(&received, query) {
-            Ok(answer) => {
-                return Ok(Exchanged {
-                    packet: received,
-                    answer,
-                });
-            }
-            Err(error) if error.is_mismatch() => {
-                tracing::debug!(%upstream, id = query.id, %error, "ignoring a UDP packet that does not answer the query");
-            }
-            Err(error) => {
-                return Err(UpstreamError::Answer {
-                    error,
-                    packet: received,
-                });
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// Where datagrams land before the proxy knows their size. A datagram may be as large
-    /// as [`MAX_MESSAGE`] and answers are a few hundred bytes: allocating (and zeroing)
-    /// 64 KiB per query for them cost about a tenth of the proxy's CPU per query.
-    /// Borrowed only inside a synchronous `try_recv`, never across an await.
-    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
-        std::cell::RefCell::new(vec![0u8; MAX_MESSAGE].into_boxed_slice());
-}
-
-/// The next datagram on a connected socket, in a buffer of its own size.
-async fn recv_datagram(socket: &UdpSocket) -> io::Result<Vec<u8>> {
-    loop {
-        socket.readable().await?;
-        let received = SCRATCH.with_borrow_mut(|buf| {
-            let len = socket.try_recv(buf)?;
-            Ok::<_, io::Error>(buf[..len].to_vec())
-        });
-        match received {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            received => return received,
-        }
-    }
 }
 
 /// Over TCP (RFC 7766 framing: a 2-byte length before each message), one query on a fresh

@@ -354,7 +354,7 @@ fn select<'a>(
     filters: &CompiledFilters,
     req: &ObserveRequest,
 ) -> Vec<&'a Arc<RecordedFlow>> {
-    let matching = snapshot.iter().filter(|e| filters.matches(&e.flow));
+    let matching = snapshot.iter().filter(|e| filters.matches(e.flow()));
     match (req.first, req.last) {
         (Some(n), _) => matching
             .take(usize::try_from(n).unwrap_or(usize::MAX))
@@ -371,7 +371,7 @@ fn select<'a>(
 }
 
 async fn write_flow<W: AsyncWrite + Unpin>(w: &mut W, entry: &RecordedFlow) -> io::Result<()> {
-    let line = FlowsResponse::flow(Arc::clone(&entry.flow)).to_json_line();
+    let line = FlowsResponse::flow(Arc::clone(entry.flow())).to_json_line();
     w.write_all(line.as_bytes()).await?;
     w.write_all(b"\n").await
 }
@@ -406,7 +406,7 @@ where
         write_flow(&mut writer, entry).await?;
     }
     if let Some(last) = sub.snapshot.last() {
-        node_name.clone_from(&last.flow.node_name);
+        node_name.clone_from(&last.flow().node_name);
     }
     drop(sub.snapshot);
     writer.flush().await?;
@@ -416,8 +416,8 @@ where
         tokio::select! {
             received = receiver.recv() => match received {
                 Ok(entry) => {
-                    if filters.matches(&entry.flow) {
-                        node_name.clone_from(&entry.flow.node_name);
+                    if filters.matches(entry.flow()) {
+                        node_name.clone_from(&entry.flow().node_name);
                         write_flow(&mut writer, &entry).await?;
                         writer.flush().await?;
                     }

@@ -24,7 +24,7 @@ pub use drop::DropReasonDesc;
 pub use json::{FlowsResponse, ResponseEvent, flow_json};
 pub use proto::go_html_escape;
 pub use record::*;
-pub use ring::{FlowRing, RecordedFlow, Subscription};
+pub use ring::{FlowRing, RecordedFlow, Render, Subscription};
 pub use time::Timestamp;
 
 #[cfg(test)]

@@ -224,7 +224,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         state: PolicyState::new(snapshot),
         datapath: Mutex::new(datapath),
         ring: ring.clone(),
-        node_name,
+        node_name: node_name.into(),
         print_flows: options.print_flows,
         local_pods: pods.iter().map(|p| IpAddr::V4(p.address)).collect(),
         http: Default::default(),

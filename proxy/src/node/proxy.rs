@@ -30,7 +30,7 @@ pub struct Shared {
     pub state: PolicyState,
     pub datapath: Mutex<Datapath>,
     pub ring: Arc<FlowRing>,
-    pub node_name: String,
+    pub node_name: Arc<str>,
     /// Print each flow (compact) on stdout, as `sluice up` does.
     pub print_flows: bool,
     /// Addresses of the pods this node runs: connections to them leave from
@@ -334,6 +334,16 @@ pub fn push(shared: &Shared, flow: Flow) {
         );
     }
     shared.ring.push(flow);
+}
+
+/// Records a flow that is built only when somebody reads it (see `FlowRing::push_lazy`);
+/// built at once when the node prints its flows.
+pub fn push_lazy(shared: &Shared, render: crate::flow::Render) {
+    if shared.print_flows {
+        push(shared, render());
+        return;
+    }
+    shared.ring.push_lazy(render);
 }
 
 /// A flow endpoint for an identity seen at `ip`: the workload when one has that

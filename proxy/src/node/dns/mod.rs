@@ -27,7 +27,7 @@ use sluice_dns::{
     RecordType, RejectResponse, Transport,
 };
 use sluice_identity::Direction;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -41,7 +41,6 @@ pub struct DnsService {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     serve: JoinHandle<()>,
-    flows: JoinHandle<()>,
     /// Duplicates of the listening sockets, for a successor (`super::handover`).
     sockets: sluice_dns::Sockets,
 }
@@ -72,7 +71,6 @@ impl DnsService {
             .iter()
             .map(|pod| (*pod, IpAddr::V4(PROXY_SOURCE)))
             .collect::<BTreeMap<_, _>>();
-        let (events, queued) = mpsc::channel(flows::EVENT_QUEUE);
         let handlers = Handlers {
             policy: Arc::new(NodeDnsPolicy {
                 shared: Arc::clone(&shared),
@@ -81,7 +79,7 @@ impl DnsService {
             }),
             original_dst: Arc::new(KernelOriginalDst(original_dst)),
             answer_hook: Arc::new(FqdnLearning::new(Arc::clone(&shared))),
-            events: Arc::new(events),
+            events: Arc::new(flows::FlowSink::new(Arc::clone(&shared), listen)),
         };
         let proxy = match adopted {
             Some(sockets) => DnsProxy::from_sockets(config, handlers, sockets)?,
@@ -95,13 +93,11 @@ impl DnsService {
         let serve = tokio::spawn(proxy.serve(async move {
             let _ = stopped.await;
         }));
-        let flows = tokio::spawn(flows::run(queued, shared, addr));
         info!(%addr, "DNS proxy serving");
         Ok(Self {
             addr,
             stop,
             serve,
-            flows,
             sockets,
         })
     }
@@ -128,8 +124,6 @@ impl DnsService {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.serve.await;
-        self.flows.abort();
-        let _ = self.flows.await;
     }
 }
 

@@ -104,11 +104,11 @@ where
             let (mut parts, body) = req.into_parts();
 
             let outcome = decide(&conn, &snapshot, &enforcement, &parts);
-            let record = outcome.record;
+            let record = Arc::new(outcome.record);
             match outcome.verdict {
                 Verdict::Rejected(rejection) => {
                     debug!(reason = rejection.reason(), error = %rejection, "request refused before policy");
-                    record.request(&conn.shared, &snapshot, false, &parts.headers, &[]);
+                    record.request(&conn.shared, &snapshot, false, &parts.headers, Vec::new());
                     let response = respond::rejected(&rejection).map(full);
                     record.response(
                         &conn.shared,
@@ -119,8 +119,7 @@ where
                     Ok(response)
                 }
                 Verdict::Denied { redact } => {
-                    let redact: Vec<&str> = redact.iter().map(String::as_str).collect();
-                    record.request(&conn.shared, &snapshot, false, &parts.headers, &redact);
+                    record.request(&conn.shared, &snapshot, false, &parts.headers, redact);
                     let response = respond::denied(grpc, &snapshot.denied).map(full);
                     record.response(
                         &conn.shared,
@@ -131,8 +130,7 @@ where
                     Ok(response)
                 }
                 Verdict::Allowed { uri, edits, redact } => {
-                    let redact: Vec<&str> = redact.iter().map(String::as_str).collect();
-                    record.request(&conn.shared, &snapshot, true, &parts.headers, &redact);
+                    record.request(&conn.shared, &snapshot, true, &parts.headers, redact);
                     for edit in &edits {
                         edit.apply(&mut parts.headers);
                     }

@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Version};
 use sluice_identity::{Direction, PolicyRef};
 use sluice_l7::http::REDACTED;
 
-use super::super::proxy::{Shared, endpoint_of, push};
+use super::super::proxy::{Shared, endpoint_of, push_lazy};
 use super::super::state::Snapshot;
 use super::ConnInfo;
 use crate::flow::{
@@ -64,7 +64,7 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    fn event<'a>(&'a self, shared: &'a Shared, snapshot: &Snapshot) -> HttpEvent<'a> {
+    fn event<'a>(&'a self, shared: &'a RecordContext) -> HttpEvent<'a> {
         HttpEvent {
             node_name: &shared.node_name,
             source: self.parties.source.clone(),
@@ -75,7 +75,7 @@ impl RequestRecord {
             method: self.method.as_str(),
             url: &self.url,
             version: version(self.version),
-            proxy_port: Some(snapshot.config.node.proxy_port),
+            proxy_port: Some(shared.proxy_port),
         }
     }
 
@@ -96,39 +96,76 @@ impl RequestRecord {
         flow
     }
 
-    /// The REQUEST record.
+    /// The REQUEST record, built when it is read (`FlowRing::push_lazy`): the headers
+    /// are kept as they are (a `HeaderMap` clone shares their bytes) until then.
     pub fn request(
-        &self,
+        self: &Arc<Self>,
         shared: &Shared,
         snapshot: &Snapshot,
         forwarded: bool,
         headers: &HeaderMap,
-        redact: &[&str],
+        redact: Vec<String>,
     ) {
         let verdict = if forwarded {
             FlowVerdict::Forwarded
         } else {
             FlowVerdict::Dropped
         };
-        let flow = Flow::http_request(
-            &self.event(shared, snapshot),
-            Timestamp::now(),
-            verdict,
-            flow_headers(headers, redact),
+        let context = RecordContext::of(shared, snapshot);
+        let record = Arc::clone(self);
+        let headers = headers.clone();
+        let time = Timestamp::now();
+        push_lazy(
+            shared,
+            Box::new(move || {
+                let redact: Vec<&str> = redact.iter().map(String::as_str).collect();
+                let flow = Flow::http_request(
+                    &record.event(&context),
+                    time,
+                    verdict,
+                    flow_headers(&headers, &redact),
+                );
+                record.with_policies(flow, context.revision)
+            }),
         );
-        push(shared, self.with_policies(flow, snapshot.generation));
     }
 
-    /// The RESPONSE record.
-    pub fn response(&self, shared: &Shared, snapshot: &Snapshot, status: u16, latency: Duration) {
-        let flow = Flow::http_response(
-            &self.event(shared, snapshot),
-            Timestamp::now(),
-            status,
-            latency,
-            Vec::new(),
+    /// The RESPONSE record, built when it is read.
+    pub fn response(
+        self: &Arc<Self>,
+        shared: &Shared,
+        snapshot: &Snapshot,
+        status: u16,
+        latency: Duration,
+    ) {
+        let context = RecordContext::of(shared, snapshot);
+        let record = Arc::clone(self);
+        let time = Timestamp::now();
+        push_lazy(
+            shared,
+            Box::new(move || {
+                let flow =
+                    Flow::http_response(&record.event(&context), time, status, latency, Vec::new());
+                record.with_policies(flow, context.revision)
+            }),
         );
-        push(shared, self.with_policies(flow, snapshot.generation));
+    }
+}
+
+/// What a record takes from the node and the snapshot it was decided on.
+struct RecordContext {
+    node_name: Arc<str>,
+    proxy_port: u16,
+    revision: u32,
+}
+
+impl RecordContext {
+    fn of(shared: &Shared, snapshot: &Snapshot) -> Self {
+        Self {
+            node_name: Arc::clone(&shared.node_name),
+            proxy_port: snapshot.config.node.proxy_port,
+            revision: snapshot.generation,
+        }
     }
 }
 
