@@ -39,8 +39,8 @@ use crate::wire::{DnsQuery, parse_answer};
 /// Queries one socket serves before new ones get a fresh socket (and port).
 pub const ROTATE_AFTER: u32 = 1024;
 
-/// How long a retired socket's reader waits without traffic before it checks whether
-/// any query still waits on it.
+/// How long a socket's reader waits without traffic before it checks again whether the
+/// socket is retired and nobody waits on it.
 const READER_IDLE: Duration = Duration::from_secs(1);
 
 /// Tries at a random free ID before the socket counts as full (it never is: in-flight
@@ -94,7 +94,13 @@ impl UdpUpstreams {
         let socket = self.socket(upstream, source)?;
         let (registration, receiver) = socket.register(query)?;
         let mut sent = packet.to_vec();
-        sent[..2].copy_from_slice(&registration.id.to_be_bytes());
+        let Some(id) = sent.get_mut(..2) else {
+            return Err(UpstreamError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a query shorter than its ID",
+            )));
+        };
+        id.copy_from_slice(&registration.id.to_be_bytes());
         socket.socket.send(&sent).await?;
         let delivered = timeout_at(deadline, receiver)
             .await
@@ -252,7 +258,9 @@ impl Drop for Registration {
 /// Reads a socket's datagrams until it is retired and nobody waits on it.
 async fn read_answers(shared: Arc<SharedSocket>) {
     let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
+    // Checked after every datagram too: stray datagrams sprayed at a retired socket's
+    // port must not keep it open.
+    while !shared.idle() {
         match timeout(READER_IDLE, shared.socket.recv(&mut buf)).await {
             Ok(Ok(len)) => shared.deliver(buf[..len].to_vec()),
             Ok(Err(error)) => {
@@ -261,11 +269,8 @@ async fn read_answers(shared: Arc<SharedSocket>) {
                 tracing::debug!(upstream = %shared.upstream, %error, "DNS upstream socket error");
                 shared.fail_all(&error);
             }
-            Err(_) => {
-                if shared.idle() {
-                    return;
-                }
-            }
+            // Nothing for a while: look again whether anybody still waits.
+            Err(_) => {}
         }
     }
 }
