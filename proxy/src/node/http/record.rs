@@ -96,8 +96,8 @@ impl RequestRecord {
         flow
     }
 
-    /// The REQUEST record, built when it is read (`FlowRing::push_lazy`): the headers
-    /// are kept as they are (a `HeaderMap` clone shares their bytes) until then.
+    /// The REQUEST record, built when it is read (`FlowRing::push_lazy`): until then the
+    /// headers are kept as raw bytes ([`KeptHeaders`]).
     pub fn request(
         self: &Arc<Self>,
         shared: &Shared,
@@ -113,7 +113,7 @@ impl RequestRecord {
         };
         let context = RecordContext::of(shared, snapshot);
         let record = Arc::clone(self);
-        let headers = headers.clone();
+        let headers = KeptHeaders::copy(headers);
         let time = Timestamp::now();
         push_lazy(
             shared,
@@ -123,7 +123,7 @@ impl RequestRecord {
                     &record.event(&context),
                     time,
                     verdict,
-                    flow_headers(&headers, &redact),
+                    flow_headers(headers.iter(), &redact),
                 );
                 record.with_policies(flow, context.revision)
             }),
@@ -177,12 +177,56 @@ fn version(v: Version) -> HttpVersion {
     }
 }
 
+/// A request's headers kept for its flow: copied into one buffer, not a `HeaderMap`
+/// clone, whose values share the connection's read buffer and would keep it alive for
+/// as long as the flow waits in the ring.
+struct KeptHeaders {
+    bytes: Vec<u8>,
+    /// Each header's name and value lengths, in order, laid end to end in `bytes`.
+    lengths: Vec<(usize, usize)>,
+}
+
+impl KeptHeaders {
+    fn copy(headers: &HeaderMap) -> Self {
+        let mut kept = Self {
+            bytes: Vec::with_capacity(
+                headers
+                    .iter()
+                    .map(|(n, v)| n.as_str().len() + v.len())
+                    .sum(),
+            ),
+            lengths: Vec::with_capacity(headers.len()),
+        };
+        for (name, value) in headers {
+            kept.bytes.extend_from_slice(name.as_str().as_bytes());
+            kept.bytes.extend_from_slice(value.as_bytes());
+            kept.lengths.push((name.as_str().len(), value.len()));
+        }
+        kept
+    }
+
+    /// Names (lowercase, as `HeaderName` keeps them) and values, in the request's order.
+    fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut at = 0;
+        self.lengths.iter().map(move |&(name, value)| {
+            let (n, v) = (
+                &self.bytes[at..at + name],
+                &self.bytes[at + name..at + name + value],
+            );
+            at += name + value;
+            // Names were `HeaderName`s: ASCII.
+            (std::str::from_utf8(n).unwrap_or_default(), v)
+        })
+    }
+}
+
 /// The request headers as a flow lists them, credentials redacted.
-fn flow_headers(headers: &HeaderMap, redact: &[&str]) -> Vec<HttpHeader> {
+fn flow_headers<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    redact: &[&str],
+) -> Vec<HttpHeader> {
     headers
-        .iter()
-        .map(|(name, value)| {
-            let key = name.as_str();
+        .map(|(key, value)| {
             let hidden =
                 SENSITIVE.contains(&key) || redact.iter().any(|r| r.eq_ignore_ascii_case(key));
             HttpHeader {
@@ -190,7 +234,7 @@ fn flow_headers(headers: &HeaderMap, redact: &[&str]) -> Vec<HttpHeader> {
                 value: if hidden {
                     REDACTED.to_owned()
                 } else {
-                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                    String::from_utf8_lossy(value).into_owned()
                 },
             }
         })
@@ -207,7 +251,19 @@ mod tests {
         h.insert("authorization", "Bearer abc".parse().unwrap());
         h.insert("x-api-key", "k1".parse().unwrap());
         h.insert("accept", "*/*".parse().unwrap());
-        let got = flow_headers(&h, &["X-Api-Key"]);
+        h.append("accept", "text/plain".parse().unwrap());
+        let kept = KeptHeaders::copy(&h);
+        let got = flow_headers(kept.iter(), &["X-Api-Key"]);
+        assert_eq!(
+            got.iter().map(|x| x.key.as_str()).collect::<Vec<_>>(),
+            ["authorization", "x-api-key", "accept", "accept"]
+        );
+        let accepts: Vec<&str> = got
+            .iter()
+            .filter(|x| x.key == "accept")
+            .map(|x| x.value.as_str())
+            .collect();
+        assert_eq!(accepts, ["*/*", "text/plain"]);
         let value = |k: &str| got.iter().find(|x| x.key == k).unwrap().value.clone();
         assert_eq!(value("authorization"), REDACTED);
         assert_eq!(value("x-api-key"), REDACTED);
