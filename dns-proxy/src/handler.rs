@@ -32,6 +32,18 @@ pub struct Handlers<H> {
     pub events: Arc<dyn EventSink>,
 }
 
+// By hand: a derive would ask `H: Clone`, and only the `Arc` is cloned.
+impl<H> Clone for Handlers<H> {
+    fn clone(&self) -> Self {
+        Self {
+            policy: Arc::clone(&self.policy),
+            original_dst: Arc::clone(&self.original_dst),
+            answer_hook: Arc::clone(&self.answer_hook),
+            events: Arc::clone(&self.events),
+        }
+    }
+}
+
 /// What the listeners share.
 pub(crate) struct Shared<H> {
     pub(crate) config: ProxyConfig,

@@ -225,3 +225,138 @@ fn a_node_config_upstream_answers_every_query_and_policy_stays_on_the_addressed_
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A resolver pod for the enrolled-cgroup test.
+const CG_RESOLVER: &str = "10.200.16.6";
+
+/// A workload in the host's network namespace (`spec.cgroup`) that may ask the resolver
+/// pod for `*.allowed.test` only, and the resolver, which lets it in on port 53.
+fn cgroup_config(dir: &Path, unit: &UnitCgroup) -> String {
+    format!(
+        r#"
+apiVersion: sluice.io/v1alpha1
+kind: NodeConfig
+metadata: {{name: node}}
+spec:
+  nodeName: dns-cgroup-node
+  proxy: {{port: 15112, dnsPort: 15164, adminSocket: "{admin}"}}
+---
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {{name: unit, namespace: dns-cg, labels: {{app: unit}}}}
+spec: {{cgroup: "{cgroup}"}}
+---
+apiVersion: sluice.io/v1alpha1
+kind: Workload
+metadata: {{name: resolver, namespace: dns-cg, labels: {{app: resolver}}}}
+spec:
+  addresses: ["{CG_RESOLVER}"]
+  run: {{command: {resolver}}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: dns, namespace: dns-cg}}
+specs:
+- endpointSelector: {{matchLabels: {{app: unit}}}}
+  egress:
+  - toEndpoints: [{{matchLabels: {{app: resolver}}}}]
+    toPorts:
+    - ports: [{{port: "53", protocol: UDP}}, {{port: "53", protocol: TCP}}]
+      rules:
+        dns: [{{matchPattern: "*.allowed.test"}}]
+- endpointSelector: {{matchLabels: {{app: resolver}}}}
+  ingress:
+  - fromEndpoints: [{{matchLabels: {{app: unit}}}}]
+    toPorts: [{{ports: [{{port: "53", protocol: UDP}}, {{port: "53", protocol: TCP}}]}}]
+"#,
+        admin = dir.join("admin.sock").display(),
+        cgroup = unit.relative,
+        resolver = dnsmasq(
+            CG_RESOLVER,
+            &[
+                ("api.allowed.test", "192.0.2.10"),
+                ("other.allowed.test", "192.0.2.11"),
+                ("api.denied.test", "192.0.2.97")
+            ]
+        ),
+    )
+}
+
+/// `dig @server <args>` from a process of `unit`: what it printed and whether it got
+/// an answer at all.
+fn unit_dig(unit: &UnitCgroup, server: &str, args: &[&str]) -> (String, bool) {
+    let out = unit
+        .command(&format!(
+            "dig +time=2 +tries=1 @{server} {}",
+            args.join(" ")
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let answered = out.status.success() && text.contains("status:");
+    (text, answered)
+}
+
+#[test]
+fn an_enrolled_cgroup_s_dns_goes_through_the_dns_proxy_under_its_own_policy() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("dns-cgroup");
+    let unit = UnitCgroup::create("dns");
+    std::fs::write(dir.join("config/all.yaml"), cgroup_config(&dir, &unit)).unwrap();
+    let node = Node::start(&dir);
+    eventually("the resolver answers", || {
+        host_dig_short(CG_RESOLVER, "api.allowed.test") == "192.0.2.10"
+    });
+
+    // Names its rules.dns allow are answered, over UDP and TCP.
+    let (out, _) = unit_dig(&unit, CG_RESOLVER, &["+short", "api.allowed.test"]);
+    assert_eq!(out.trim(), "192.0.2.10");
+    let (out, _) = unit_dig(
+        &unit,
+        CG_RESOLVER,
+        &["+short", "+tcp", "other.allowed.test"],
+    );
+    assert_eq!(out.trim(), "192.0.2.11");
+    // Others are refused by the proxy: the unit's own policy applies, not the host's
+    // (which polices nothing) — the query came from loopback, the identity from the
+    // kernel's record of the unit's socket.
+    let (out, answered) = unit_dig(&unit, CG_RESOLVER, &["api.denied.test"]);
+    assert!(answered && out.contains("status: REFUSED"), "{out}");
+    // Processes outside the cgroup are untouched (no redirect, no rules.dns).
+    assert_eq!(host_dig_short(CG_RESOLVER, "api.denied.test"), "192.0.2.97");
+
+    // What the answers taught is recorded for the unit (not for "127.0.0.1").
+    let out = Command::new(BIN)
+        .args(["fqdn", "cache", "list", "-o", "json", "--socket"])
+        .arg(dir.join("admin.sock"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = doc["entries"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["endpoint"] == "dns-cg/unit" && e["name"] == "api.allowed.test."),
+        "{entries:?}"
+    );
+
+    // The flows name the unit as the client.
+    eventually("the unit's DNS flows", || {
+        let flows = node.observe(&["--from-pod", "dns-cg/unit", "--protocol", "dns"]);
+        let request = |verdict: &str| {
+            flows.iter().any(|f| {
+                f["flow"]["verdict"] == verdict
+                    && f["flow"]["l7"]["dns"]["query"]
+                        .as_str()
+                        .is_some_and(|q| q.starts_with("api."))
+            })
+        };
+        request("FORWARDED") && request("DROPPED")
+    });
+    drop(node);
+}

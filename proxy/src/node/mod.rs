@@ -198,16 +198,9 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
 
     // Pods reach the proxy on their gateway; workloads in the host's netns on loopback.
     let mut listeners = Vec::new();
-    let mut proxy_addrs = Vec::new();
-    if !pods.is_empty() {
-        proxy_addrs.push(SocketAddr::new(IpAddr::V4(GATEWAY), node.proxy_port));
-    }
-    if !host_cgroups.is_empty() {
-        proxy_addrs.push(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            node.proxy_port,
-        ));
-    }
+    let proxy_addrs = proxy_addrs_for(&pods, &host_cgroups)
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, node.proxy_port));
     for addr in proxy_addrs {
         let adopted = match takeover.as_mut() {
             Some(t) => t.proxy_listener(addr)?,
@@ -234,20 +227,27 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     shared.http.rules.install(http_rules);
     let fqdn_tasks = fqdn::spawn_tasks(shared.clone());
     let stop_events = Arc::new(AtomicBool::new(false));
-    let dns = match dns_original_dst.filter(|_| !pods.is_empty()) {
+    // DNS is redirected where the proxy is: the gateway for pods, loopback for
+    // workloads in the host's netns.
+    let dns_addrs: Vec<SocketAddr> = proxy_addrs_for(&pods, &shared.host_cgroups)
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, node.dns_proxy_port))
+        .collect();
+    let dns = match dns_original_dst.filter(|_| !dns_addrs.is_empty()) {
         Some(original_dst) => {
-            let addr = SocketAddr::new(IpAddr::V4(GATEWAY), node.dns_proxy_port);
-            let adopted = takeover.as_mut().and_then(|t| t.dns_sockets(addr));
+            let listen = dns_addrs
+                .iter()
+                .map(|addr| (*addr, takeover.as_mut().and_then(|t| t.dns_sockets(*addr))))
+                .collect();
             let dns = dns::DnsService::start(
                 shared.clone(),
                 original_dst,
-                addr,
+                listen,
                 node.dns_reject_response,
-                adopted,
                 node.dns_upstream,
             )
             .await
-            .with_context(|| format!("binding the DNS proxy on {addr}"))?;
+            .with_context(|| format!("binding the DNS proxy on {dns_addrs:?}"))?;
             shared.datapath().set_redirect_ports(RedirectPorts {
                 proxy: node.proxy_port,
                 dns_proxy: dns.port(),
@@ -409,6 +409,19 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
 /// Every pod's connections queue here: a deep accept backlog keeps a burst of connects
 /// from overflowing it (an overflow costs the client a one-second SYN retransmit).
 const PROXY_BACKLOG: u32 = 4096;
+
+/// Where workloads reach the node's proxies: the pods' gateway when there are pods,
+/// loopback when workloads live in the host's network namespace.
+fn proxy_addrs_for(pods: &[Pod], host_cgroups: &HashSet<CgroupId>) -> Vec<IpAddr> {
+    let mut addrs = Vec::new();
+    if !pods.is_empty() {
+        addrs.push(IpAddr::V4(GATEWAY));
+    }
+    if !host_cgroups.is_empty() {
+        addrs.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    addrs
+}
 
 fn proxy_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = tokio::net::TcpSocket::new_v4()?;

@@ -36,8 +36,15 @@ use super::fqdn::{ANSWER_HOLD, FqdnLearning};
 use super::pods::PROXY_SOURCE;
 use super::proxy::Shared;
 
-/// The running DNS proxy and its flow writer.
+/// The running DNS proxy: one listener pair (UDP and TCP) per address workloads are
+/// redirected to — the pods' gateway, and loopback for workloads in the host's network
+/// namespace (`spec.cgroup`) — all on the same port, with the same policy and hook.
 pub struct DnsService {
+    port: u16,
+    instances: Vec<Instance>,
+}
+
+struct Instance {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     serve: JoinHandle<()>,
@@ -46,89 +53,129 @@ pub struct DnsService {
 }
 
 impl DnsService {
-    /// Binds the DNS proxy on `listen` (UDP and TCP), or serves the sockets a predecessor
-    /// bound there (`adopted`), and serves it. Queries to a local pod leave from
+    /// Binds the DNS proxy on every address of `listen` (UDP and TCP; all must have the
+    /// same, non-zero port), or serves the sockets a predecessor bound there (`adopted`,
+    /// per address), and serves them. Queries to a local pod leave from
     /// [`PROXY_SOURCE`], the address pods' ingress trusts as the proxy's. With `upstream`
     /// (`spec.dns.upstream`) every query is forwarded there; policy is still decided on
-    /// the resolver the pod addressed.
+    /// the resolver the workload addressed.
     pub async fn start(
         shared: Arc<Shared>,
         original_dst: DnsOrigDsts,
-        listen: SocketAddr,
+        listen: Vec<(SocketAddr, Option<sluice_dns::Sockets>)>,
         reject: DnsRejectResponse,
-        adopted: Option<sluice_dns::Sockets>,
         upstream: Option<SocketAddr>,
     ) -> Result<Self, BindError> {
-        let mut config = ProxyConfig::new(listen);
-        config.fixed_upstream = upstream;
-        config.reject_response = match reject {
-            DnsRejectResponse::Refused => RejectResponse::Refused,
-            DnsRejectResponse::NxDomain => RejectResponse::NameError,
+        let Some(&(first, _)) = listen.first() else {
+            return Err(BindError::Udp {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no address to serve DNS on",
+                ),
+            });
         };
-        config.answer_hook_timeout = ANSWER_HOLD;
-        config.upstream_sources = shared
-            .local_pods
-            .iter()
-            .map(|pod| (*pod, IpAddr::V4(PROXY_SOURCE)))
-            .collect::<BTreeMap<_, _>>();
+        let port = first.port();
+        let origins = Arc::new(KernelOriginalDst(original_dst));
         let handlers = Handlers {
             policy: Arc::new(NodeDnsPolicy {
                 shared: Arc::clone(&shared),
                 cache: RuleCache::default(),
-                proxy_port: listen.port(),
+                proxy_port: port,
+                origins: Arc::clone(&origins),
             }),
-            original_dst: Arc::new(KernelOriginalDst(original_dst)),
-            answer_hook: Arc::new(FqdnLearning::new(Arc::clone(&shared))),
-            events: Arc::new(flows::FlowSink::new(Arc::clone(&shared), listen)),
+            original_dst: Arc::clone(&origins) as Arc<dyn OriginalDst>,
+            answer_hook: Arc::new(FqdnLearning::new(Arc::clone(&shared), Arc::clone(&origins))),
+            events: Arc::new(flows::FlowSink::new(
+                Arc::clone(&shared),
+                first,
+                Arc::clone(&origins),
+            )),
         };
-        let proxy = match adopted {
-            Some(sockets) => DnsProxy::from_sockets(config, handlers, sockets)?,
-            None => DnsProxy::bind(config, handlers).await?,
-        };
-        let addr = proxy.local_addr();
-        let sockets = proxy
-            .try_clone_sockets()
-            .map_err(|source| BindError::Udp { addr, source })?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serve = tokio::spawn(proxy.serve(async move {
-            let _ = stopped.await;
-        }));
-        info!(%addr, "DNS proxy serving");
-        Ok(Self {
-            addr,
-            stop,
-            serve,
-            sockets,
-        })
+        let mut instances = Vec::with_capacity(listen.len());
+        for (listen, adopted) in listen {
+            let mut config = ProxyConfig::new(listen);
+            config.fixed_upstream = upstream;
+            config.reject_response = match reject {
+                DnsRejectResponse::Refused => RejectResponse::Refused,
+                DnsRejectResponse::NxDomain => RejectResponse::NameError,
+            };
+            config.answer_hook_timeout = ANSWER_HOLD;
+            config.upstream_sources = shared
+                .local_pods
+                .iter()
+                .map(|pod| (*pod, IpAddr::V4(PROXY_SOURCE)))
+                .collect::<BTreeMap<_, _>>();
+            let proxy = match adopted {
+                Some(sockets) => DnsProxy::from_sockets(config, handlers.clone(), sockets)?,
+                None => DnsProxy::bind(config, handlers.clone()).await?,
+            };
+            let addr = proxy.local_addr();
+            let sockets = proxy
+                .try_clone_sockets()
+                .map_err(|source| BindError::Udp { addr, source })?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            let serve = tokio::spawn(proxy.serve(async move {
+                let _ = stopped.await;
+            }));
+            info!(%addr, "DNS proxy serving");
+            instances.push(Instance {
+                addr,
+                stop,
+                serve,
+                sockets,
+            });
+        }
+        Ok(Self { port, instances })
     }
 
-    /// The listening sockets (duplicates), for a successor.
-    pub fn sockets(&self) -> &sluice_dns::Sockets {
-        &self.sockets
+    /// The listening sockets (duplicates) and their addresses, for a successor.
+    pub fn sockets(&self) -> impl Iterator<Item = (SocketAddr, &sluice_dns::Sockets)> {
+        self.instances.iter().map(|i| (i.addr, &i.sockets))
     }
 
     /// Stops reading the sockets (a successor serves them now). Queries already read
     /// finish on their own tasks, and their flows are still written.
     pub async fn release(self) {
-        let _ = self.stop.send(());
-        let _ = self.serve.await;
+        self.stop().await;
     }
 
-    /// The port pods' DNS is redirected to.
+    /// The port workloads' DNS is redirected to.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.port
     }
 
     /// Stops accepting queries. Queries in flight are abandoned with the runtime; their
     /// clients retry against whatever serves the port next (or fail closed).
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.serve.await;
+        for instance in self.instances {
+            let _ = instance.stop.send(());
+            let _ = instance.serve.await;
+        }
     }
 }
 
 /// Original destinations from the kernel (see `sluice_bpf::DnsOrigDsts`).
 pub struct KernelOriginalDst(DnsOrigDsts);
+
+impl KernelOriginalDst {
+    /// The identity of a query's client. A pod is known by its address; a workload in the
+    /// host's network namespace reaches the proxy from loopback, which says nothing about
+    /// who it is: its identity is the one the redirect recorded for its socket.
+    pub fn client_identity(
+        &self,
+        universe: &sluice_identity::universe::Universe,
+        peer: SocketAddr,
+        transport: Transport,
+    ) -> sluice_identity::Identity {
+        if peer.ip().is_loopback()
+            && let Ok(Some(origin)) = self.0.get(peer, flows::protocol(transport))
+        {
+            return origin.src_identity;
+        }
+        client_identity(universe, peer.ip())
+    }
+}
 
 impl OriginalDst for KernelOriginalDst {
     fn original_dst(&self, client: SocketAddr, transport: Transport) -> Option<SocketAddr> {
@@ -147,6 +194,7 @@ pub struct NodeDnsPolicy {
     shared: Arc<Shared>,
     cache: RuleCache,
     proxy_port: u16,
+    origins: Arc<KernelOriginalDst>,
 }
 
 impl DnsPolicy for NodeDnsPolicy {
@@ -154,7 +202,9 @@ impl DnsPolicy for NodeDnsPolicy {
         let snapshot = self.shared.state.load();
         let policy = &snapshot.policy;
         let universe = policy.universe();
-        let client_id = client_identity(universe, client.peer.ip());
+        let client_id = self
+            .origins
+            .client_identity(universe, client.peer, client.transport);
         let proto = flows::protocol(client.transport);
         let Some(resolver) = learned_resolver_identity(&snapshot, client.server.ip()) else {
             warn!(peer = %client.peer, server = %client.server, "DNS query to a loopback resolver; dropped");

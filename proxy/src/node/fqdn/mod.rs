@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use sluice_config::FqdnSettings;
 use sluice_dns::cache::{CacheLimits, FqdnCache, Lookup, UnixMillis};
-use sluice_dns::{ClientInfo, ResolvedAnswer, ResolvedIp};
+use sluice_dns::{ResolvedAnswer, ResolvedIp};
 use sluice_identity::universe::Universe;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -192,12 +192,12 @@ impl FqdnEngine {
     pub fn learn(
         &self,
         shared: &Shared,
-        client: &ClientInfo,
+        endpoint: &str,
         answer: &ResolvedAnswer,
     ) -> Result<(), FqdnError> {
         let started = Instant::now();
         let mut inner = self.inner();
-        self.learn_locked(&mut inner, started, shared, client, answer)
+        self.learn_locked(&mut inner, started, shared, endpoint, answer)
     }
 
     /// [`Self::learn`] where it is sure to be cheap, on the caller's thread: the engine is
@@ -208,7 +208,7 @@ impl FqdnEngine {
     pub fn try_learn_in_place(
         &self,
         shared: &Shared,
-        client: &ClientInfo,
+        endpoint: &str,
         answer: &ResolvedAnswer,
     ) -> Option<Result<(), FqdnError>> {
         let started = Instant::now();
@@ -229,7 +229,7 @@ impl FqdnEngine {
         {
             return None;
         }
-        Some(self.learn_locked(&mut inner, started, shared, client, answer))
+        Some(self.learn_locked(&mut inner, started, shared, endpoint, answer))
     }
 
     /// `learn` once the engine is held; `started` is when the caller began waiting for it.
@@ -238,11 +238,9 @@ impl FqdnEngine {
         inner: &mut Inner,
         started: Instant,
         shared: &Shared,
-        client: &ClientInfo,
+        endpoint: &str,
         answer: &ResolvedAnswer,
     ) -> Result<(), FqdnError> {
-        let snapshot = shared.state.load();
-        let endpoint = endpoint_name(snapshot.policy.universe(), client.peer.ip());
         let names: Vec<&str> = answer_names(answer).collect();
         let ips: Vec<ResolvedIp> = answer
             .ips
@@ -253,9 +251,7 @@ impl FqdnEngine {
             })
             .filter(|ip| labels::learnable(ip.addr))
             .collect();
-        let changed = inner
-            .cache
-            .learn(&endpoint, &names, &ips, UnixMillis::now());
+        let changed = inner.cache.learn(endpoint, &names, &ips, UnixMillis::now());
         inner.dirty = true;
         self.changed.notify_one();
         let addresses: BTreeSet<IpAddr> = ips.iter().map(|ip| ip.addr).collect();
@@ -397,12 +393,4 @@ fn limits(settings: &FqdnSettings) -> CacheLimits {
 /// The names an answer teaches addresses for: the asked name and its CNAME chain.
 fn answer_names(answer: &ResolvedAnswer) -> impl Iterator<Item = &str> {
     std::iter::once(answer.qname.as_str()).chain(answer.cnames.iter().map(String::as_str))
-}
-
-/// The endpoint an answer is recorded for: `namespace/name` of the workload at the
-/// client's address (the per-endpoint cap and the listing use it), else the address.
-fn endpoint_name(universe: &Universe, client: IpAddr) -> String {
-    universe
-        .endpoint_at(client)
-        .map_or_else(|| client.to_string(), |e| e.display_name())
 }

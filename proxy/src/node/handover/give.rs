@@ -169,7 +169,7 @@ fn handed_over(giver: &Giver<'_>) -> Result<(Vec<FdRole>, Vec<OwnedFd>), String>
         roles.push(FdRole::ProxyListener { addr: *addr });
         fds.push(dup(fd.as_fd(), "proxy listener")?);
     }
-    if let Some((addr, dns)) = &giver.sockets.dns {
+    for (addr, dns) in &giver.sockets.dns {
         roles.push(FdRole::DnsUdp { addr: *addr });
         fds.push(dup(dns.udp.as_fd(), "DNS proxy's UDP socket")?);
         roles.push(FdRole::DnsTcp { addr: *addr });

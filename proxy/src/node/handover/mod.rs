@@ -64,7 +64,7 @@ pub const DEFAULT_DRAIN: std::time::Duration = std::time::Duration::from_secs(30
 #[derive(Debug, Default)]
 pub(crate) struct Sockets {
     proxy: Vec<(SocketAddr, OwnedFd)>,
-    dns: Option<(SocketAddr, sluice_dns::Sockets)>,
+    dns: Vec<(SocketAddr, sluice_dns::Sockets)>,
     admin: Option<OwnedFd>,
 }
 
@@ -79,11 +79,11 @@ impl Sockets {
             .map(|l| Ok((l.local_addr()?, l.as_fd().try_clone_to_owned()?)))
             .collect::<io::Result<Vec<_>>>()?;
         let dns = match dns {
-            Some(d) => {
-                let sockets = d.sockets().try_clone()?;
-                Some((sockets.udp.local_addr()?, sockets))
-            }
-            None => None,
+            Some(d) => d
+                .sockets()
+                .map(|(addr, sockets)| Ok((addr, sockets.try_clone()?)))
+                .collect::<io::Result<Vec<_>>>()?,
+            None => Vec::new(),
         };
         Ok(Self {
             proxy,
