@@ -915,3 +915,57 @@ specs:
 fn unit_curl(unit: &UnitCgroup, url: &str) -> u16 {
     http_status(unit.command(&format!("curl {} {url}", CURL_STATUS.join(" "))))
 }
+
+/// Frontend's UDP egress to 192.0.2.0/24 port 9999: by CIDR, by the world entity, or
+/// not at all.
+fn udp_egress(rule: &str) -> String {
+    let egress = match rule {
+        "cidr" => {
+            r#"[{toCIDR: ["192.0.2.0/24"], toPorts: [{ports: [{port: "9999", protocol: UDP}]}]}]"#
+        }
+        "world" => {
+            r#"[{toEntities: [world], toPorts: [{ports: [{port: "9999", protocol: UDP}]}]}]"#
+        }
+        _ => {
+            r#"[{toEndpoints: [{matchLabels: {app: backend}}], toPorts: [{ports: [{port: "8080", protocol: TCP}]}]}]"#
+        }
+    };
+    format!(
+        r#"
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: udp-out, namespace: e2e}}
+spec:
+  endpointSelector: {{matchLabels: {{app: frontend}}}}
+  egress: {egress}
+"#
+    )
+}
+
+#[test]
+fn a_cidr_a_reload_drops_no_longer_gives_its_identity_in_the_kernel() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scenario_dir("ipcache-sweep");
+    let write = |rule: &str| {
+        std::fs::write(
+            dir.join("config/node.yaml"),
+            config_with(&dir, false, false, &udp_egress(rule)),
+        )
+        .unwrap()
+    };
+    write("cidr");
+    let _node = Node::start(&dir);
+    // Nobody answers there: "timeout" is a datagram the kernel let out, EPERM a drop.
+    assert_eq!(udp_from("e2e/frontend", "192.0.2.7", 9999), "timeout");
+    write("none");
+    eventually("the CIDR allow is gone", || {
+        udp_from("e2e/frontend", "192.0.2.7", 9999) == "EPERM"
+    });
+    // Allowed again, as `world` now: the address must not keep the identity of the
+    // prefix the policy dropped (no policy entry names that identity any more).
+    write("world");
+    eventually("allowed as world", || {
+        udp_from("e2e/frontend", "192.0.2.7", 9999) == "timeout"
+    });
+}

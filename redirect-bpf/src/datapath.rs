@@ -481,6 +481,24 @@ impl IpCache<'_> {
     pub fn remove(&mut self, net: IpNet) -> Result<bool, Error> {
         absent_is_false(self.0.remove(&lpm_key(net)), raw::MAP_IPCACHE)
     }
+
+    /// Removes every prefix but those of `keep`; returns how many were removed. For a
+    /// reload: a prefix the new policy no longer names must stop giving its identity
+    /// (addresses under it fall back to the next shorter prefix, or `world`).
+    pub fn retain(&mut self, keep: &[IpNet]) -> Result<usize, Error> {
+        let raw = |k: &LpmKey<raw::IpcacheKeyData>| {
+            let data = k.data();
+            (k.prefix_len(), data.family, data.addr)
+        };
+        let keep: std::collections::HashSet<_> = keep.iter().map(|n| raw(&lpm_key(*n))).collect();
+        let stale: Vec<_> = self
+            .0
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep.contains(&raw(k)))
+            .collect();
+        remove_keys(stale, raw::MAP_IPCACHE, |k| self.0.remove(k))
+    }
 }
 
 fn lpm_key(net: IpNet) -> LpmKey<raw::IpcacheKeyData> {

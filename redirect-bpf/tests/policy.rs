@@ -318,3 +318,36 @@ fn connect_from_source(src: Ipv4Addr, dst: SocketAddr) -> Result<(), String> {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+#[test]
+fn an_ipcache_prefix_the_policy_no_longer_names_stops_giving_its_identity() {
+    let mut node = Node::new(WorkloadFlags::EGRESS_DEFAULT_DENY);
+    add_peer(&mut node, "127.0.0.2", ALLOWED_PEER);
+    add_peer(&mut node, "127.0.0.3", OTHER_PEER);
+    let allowed = udp_echo(Ipv4Addr::new(127, 0, 0, 2));
+    let generation = node.datapath.generation().expect("generation");
+    let entry = policy(
+        Direction::Egress,
+        Some(ALLOWED_PEER),
+        Protocol::Udp,
+        0,
+        65535,
+        Action::Bypass,
+    );
+    node.datapath
+        .policy()
+        .insert(&entry, generation)
+        .expect("policy");
+    assert_eq!(udp_attempts(&node, &[allowed]), ["reply hello0"]);
+
+    // A reload whose policy names 127.0.0.1 (the test server) and 127.0.0.3 only:
+    // 127.0.0.2 is `world` again.
+    let keep: Vec<_> = ["127.0.0.1/32", "127.0.0.3/32", "0.0.0.0/0"]
+        .iter()
+        .map(|n| n.parse().expect("net"))
+        .collect();
+    assert_eq!(node.datapath.ipcache().retain(&keep).expect("sweep"), 1);
+    assert_eq!(udp_attempts(&node, &[allowed]), ["EPERM"]);
+    // What it keeps stays, and a second sweep finds nothing.
+    assert_eq!(node.datapath.ipcache().retain(&keep).expect("sweep"), 0);
+}

@@ -500,6 +500,19 @@ fn apply_reload(shared: &Shared, paths: &[PathBuf], generation: u32, enrolled: &
     if let Err(e) = fqdn::unlearn(&mut dp, snapshot.policy.universe(), &unlearned) {
         warn!(error = %e, "closing addresses the new policy no longer opens failed");
     }
+    // Prefixes the old policy named and the new one does not stop giving their identity
+    // (safe here: no DNS answer installs while the FQDN engine is held).
+    let keep: Vec<IpNet> = kernel.ipcache().into_iter().map(|(net, _)| net).collect();
+    match dp.ipcache().retain(&keep) {
+        Ok(0) => {}
+        Ok(removed) => info!(
+            removed,
+            "IPCACHE prefixes the new policy no longer names removed"
+        ),
+        Err(e) => {
+            warn!(error = %e, "removing IPCACHE prefixes the new policy no longer names failed")
+        }
+    }
     drop(dp);
     drop(kernel);
     shared.http.rules.install(rules);
@@ -508,6 +521,30 @@ fn apply_reload(shared: &Shared, paths: &[PathBuf], generation: u32, enrolled: &
     drop(fqdn);
     info!(generation, "configuration reloaded");
     eprintln!("sluice: configuration reloaded (generation {generation})");
+}
+
+impl KernelMaps<'_> {
+    /// IPCACHE as this generation has it, in the order it is written.
+    fn ipcache(&self) -> Vec<(IpNet, Identity)> {
+        let universe = self.snapshot.policy.universe();
+        let mut entries: Vec<(IpNet, Identity)> = universe.ipcache().entries().collect();
+        for own in [GATEWAY, PROXY_SOURCE] {
+            entries.push((IpNet::from(IpAddr::V4(own)), Identity::HOST));
+        }
+        // What nothing claims is world, per family, as the policy engine sees it (the
+        // kernel's own default is plain `world`, and verdicts would never match).
+        entries.push((IpNet::V4(Default::default()), Identity::WORLD_IPV4));
+        entries.push((IpNet::V6(Default::default()), Identity::WORLD_IPV6));
+        // Addresses learned from DNS last: a learned address a policy prefix names
+        // exactly (`toCIDR: [x/32]`) has its FQDN identity while the name lives.
+        entries.extend(
+            self.snapshot
+                .fqdn
+                .iter()
+                .map(|(ip, id)| (IpNet::from(*ip), *id)),
+        );
+        entries
+    }
 }
 
 /// What the kernel maps hold for one policy generation, computed before anything is
@@ -682,24 +719,8 @@ impl<'a> KernelMaps<'a> {
     /// Writes everything for `generation` (the kernel's current one, or about to be),
     /// then removes what older generations left.
     fn write(&self, dp: &mut Datapath, generation: u32) -> anyhow::Result<()> {
-        let universe = self.snapshot.policy.universe();
-        for (net, id) in universe.ipcache().entries() {
+        for (net, id) in self.ipcache() {
             dp.ipcache().insert(net, id)?;
-        }
-        for own in [GATEWAY, PROXY_SOURCE] {
-            dp.ipcache()
-                .insert(IpNet::from(IpAddr::V4(own)), Identity::HOST)?;
-        }
-        // What nothing claims is world, per family, as the policy engine sees it (the
-        // kernel's own default is plain `world`, and verdicts would never match).
-        dp.ipcache()
-            .insert(IpNet::V4(Default::default()), Identity::WORLD_IPV4)?;
-        dp.ipcache()
-            .insert(IpNet::V6(Default::default()), Identity::WORLD_IPV6)?;
-        // Addresses learned from DNS last: a learned address a policy prefix names
-        // exactly (`toCIDR: [x/32]`) has its FQDN identity while the name lives.
-        for (ip, id) in self.snapshot.fqdn.iter() {
-            dp.ipcache().insert(IpNet::from(*ip), *id)?;
         }
         dp.set_audit(self.snapshot.policy.audit_mode())?;
         let mut written = 0;
