@@ -84,9 +84,11 @@ impl<H: AnswerHook> DnsProxy<H> {
         self.shared.local_addr
     }
 
-    /// Serves until `shutdown` completes: then no new datagram or connection is accepted.
-    /// Queries already being handled finish on their own tasks (each bounded by the upstream
-    /// and hook timeouts), and open TCP connections are served until they close or idle out.
+    /// Serves until `shutdown` completes: then no new datagram or connection is accepted,
+    /// and the UDP queries already being handled are waited for (each is bounded by the
+    /// upstream and hook timeouts), so that what their answers teach is installed when
+    /// this returns — a node handing over to a successor saves it next. Open TCP
+    /// connections are served on their own tasks until they close or idle out.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let udp = udp_loop(Arc::clone(&self.udp), Arc::clone(&self.shared));
         let tcp = tcp::accept_loop(self.tcp, Arc::clone(&self.shared));
@@ -94,6 +96,18 @@ impl<H: AnswerHook> DnsProxy<H> {
             () = shutdown => tracing::info!(addr = %self.shared.local_addr, "DNS proxy stopping"),
             () = udp => {}
             () = tcp => {}
+        }
+        let config = &self.shared.config;
+        let bound = config.upstream_timeout + config.answer_hook_timeout;
+        let all = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(bound, self.shared.in_flight.acquire_many(all)).await {
+            Ok(_) => {
+                tracing::debug!(addr = %self.shared.local_addr, waited_ms = started.elapsed().as_millis(), "DNS proxy stopped with no UDP query in flight");
+            }
+            Err(_) => {
+                tracing::warn!(addr = %self.shared.local_addr, "DNS proxy stopped with UDP queries still in flight");
+            }
         }
     }
 }

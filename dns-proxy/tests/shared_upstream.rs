@@ -179,3 +179,34 @@ async fn an_upstream_that_refuses_udp_gets_the_client_refused_at_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn stopping_waits_for_the_udp_queries_in_flight_and_their_hook() {
+    let (upstream, _) = upstream(|_| Duration::from_millis(400)).await;
+    let mut proxy = start_proxy(
+        |_| {},
+        PatternPolicy::allowing(&["*"]),
+        Some(upstream),
+        HookMode::Succeed,
+    )
+    .await;
+    let addr = proxy.addr;
+    let packet = query(5, "name-3.test.", RecordType::A).to_vec().unwrap();
+    let client = tokio::spawn(async move { udp_exchange(addr, &packet, WAIT).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = Instant::now();
+    proxy.stop().await;
+    // `serve` returned only once the query in flight was answered and its answer
+    // installed (the hook ran): what a node handing over saves next includes it.
+    assert!(
+        stopping.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(proxy.hook_calls().len(), 1);
+    let reply = client
+        .await
+        .unwrap()
+        .expect("the query in flight is answered");
+    assert_eq!(address(&reply), Ipv4Addr::new(10, 0, 0, 3));
+}

@@ -110,6 +110,7 @@ pub struct Proxy {
     pub hook_started: mpsc::UnboundedReceiver<ResolvedAnswer>,
     pub events: mpsc::Receiver<DnsEvent>,
     stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Proxy {
@@ -127,6 +128,16 @@ impl Proxy {
             .await
             .expect("no DNS event in time")
             .expect("event channel closed")
+    }
+
+    /// Stops the proxy and waits until `serve` returned.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap();
+        }
     }
 
     pub fn hook_calls(&self) -> Vec<(ClientInfo, ResolvedAnswer, Instant)> {
@@ -163,7 +174,7 @@ pub async fn start_proxy(
     .unwrap();
     let addr = proxy.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(proxy.serve(async move {
+    let served = tokio::spawn(proxy.serve(async move {
         let _ = stopped.await;
     }));
     Proxy {
@@ -172,6 +183,7 @@ pub async fn start_proxy(
         hook_started,
         events,
         stop: Some(stop),
+        served: Some(served),
     }
 }
 
