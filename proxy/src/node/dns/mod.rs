@@ -106,14 +106,26 @@ impl DnsService {
                 .iter()
                 .map(|pod| (*pod, IpAddr::V4(PROXY_SOURCE)))
                 .collect::<BTreeMap<_, _>>();
-            let proxy = match adopted {
-                Some(sockets) => DnsProxy::from_sockets(config, handlers.clone(), sockets)?,
-                None => DnsProxy::bind(config, handlers.clone()).await?,
+            let bound = match adopted {
+                Some(sockets) => DnsProxy::from_sockets(config, handlers.clone(), sockets),
+                None => DnsProxy::bind(config, handlers.clone()).await,
+            };
+            let addr = listen;
+            let ready = bound.and_then(|proxy| {
+                let sockets = proxy
+                    .try_clone_sockets()
+                    .map_err(|source| BindError::Udp { addr, source })?;
+                Ok((proxy, sockets))
+            });
+            let (proxy, sockets) = match ready {
+                Ok(ready) => ready,
+                Err(e) => {
+                    // Nothing half-started stays behind.
+                    Self { port, instances }.stop().await;
+                    return Err(e);
+                }
             };
             let addr = proxy.local_addr();
-            let sockets = proxy
-                .try_clone_sockets()
-                .map_err(|source| BindError::Udp { addr, source })?;
             let (stop, stopped) = oneshot::channel::<()>();
             let serve = tokio::spawn(proxy.serve(async move {
                 let _ = stopped.await;
