@@ -16,7 +16,10 @@
 #define SLUICE_BARRIER() asm volatile("" ::: "memory")
 
 #define SLUICE_MAX_WORKLOADS 4096
-#define SLUICE_MAX_IPCACHE 65536
+/* Policy prefixes, workloads and every address learned from DNS: above the FQDN cache's
+ * 100,000 entries (dns-proxy/src/cache.rs), so that cache, not the map, is the bound.
+ * LPM tries allocate per entry (BPF_F_NO_PREALLOC): the size costs nothing unused. */
+#define SLUICE_MAX_IPCACHE 262144
 #define SLUICE_MAX_VERDICTS 65536
 #define SLUICE_MAX_ORIG_DST 65536
 #define SLUICE_MAX_POLICY 262144
