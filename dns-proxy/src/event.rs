@@ -68,6 +68,8 @@ pub struct DnsEvent {
     pub transport: Transport,
     /// The DNS server the client addressed, when known.
     pub server: Option<SocketAddr>,
+    /// The client's identity as the redirect recorded it, when it did.
+    pub client_identity: Option<u32>,
     /// Where the query was forwarded, if it was.
     pub upstream: Option<SocketAddr>,
     /// The query's ID, when the packet had a header.

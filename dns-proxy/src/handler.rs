@@ -85,6 +85,7 @@ impl Pending {
                 peer,
                 transport,
                 server: None,
+                client_identity: None,
                 upstream: None,
                 id: None,
                 qname: None,
@@ -152,7 +153,9 @@ impl<H: AnswerHook> Shared<H> {
 
         // Where it was going, and where it goes.
         let original = self.handlers.original_dst.original_dst(peer, transport);
-        let Some(server) = original.or(self.config.fixed_upstream) else {
+        let client_identity = original.map(|o| o.client_identity);
+        pending.event.client_identity = client_identity;
+        let Some(server) = original.map(|o| o.server).or(self.config.fixed_upstream) else {
             tracing::warn!(%peer, %transport, qname = %query.qname, "no original destination for a DNS query; refusing it");
             return pending.answer_self(
                 &query,
@@ -177,6 +180,7 @@ impl<H: AnswerHook> Shared<H> {
             peer,
             server,
             transport,
+            client_identity,
         };
         let allowed = match self
             .handlers

@@ -40,6 +40,20 @@ pub struct ClientInfo {
     /// and port (spec §14: the DNS server's identity must be selected).
     pub server: SocketAddr,
     pub transport: Transport,
+    /// The client's identity as the redirect recorded it ([`Origin::client_identity`]);
+    /// `None` when there is no record.
+    pub client_identity: Option<u32>,
+}
+
+/// What the redirect recorded for a client socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// Where the query was originally going.
+    pub server: SocketAddr,
+    /// The identity of the workload whose socket it is, when the redirect decided it. The
+    /// node needs it for clients whose address says nothing of who they are (workloads in
+    /// the host's network namespace ask from loopback); the proxy only passes it on.
+    pub client_identity: u32,
 }
 
 /// Where a redirected query was originally going. The node answers from the kernel map the
@@ -47,7 +61,7 @@ pub struct ClientInfo {
 pub trait OriginalDst: Send + Sync {
     /// `None` when the redirect left no record for this client socket; the query is then
     /// sent to the fixed upstream if one is configured, and refused otherwise.
-    fn original_dst(&self, client: SocketAddr, transport: Transport) -> Option<SocketAddr>;
+    fn original_dst(&self, client: SocketAddr, transport: Transport) -> Option<Origin>;
 }
 
 /// For deployments where every query goes to the configured fixed upstream.
@@ -55,7 +69,7 @@ pub trait OriginalDst: Send + Sync {
 pub struct NoOriginalDst;
 
 impl OriginalDst for NoOriginalDst {
-    fn original_dst(&self, _: SocketAddr, _: Transport) -> Option<SocketAddr> {
+    fn original_dst(&self, _: SocketAddr, _: Transport) -> Option<Origin> {
         None
     }
 }

@@ -50,7 +50,7 @@ pub use handler::Handlers;
 pub use hickory_proto::op::ResponseCode;
 pub use hickory_proto::rr::RecordType;
 pub use hooks::{
-    AnswerHook, ClientInfo, DnsPolicy, HookError, NoOriginalDst, OriginalDst, PolicyAnswer,
+    AnswerHook, ClientInfo, DnsPolicy, HookError, NoOriginalDst, Origin, OriginalDst, PolicyAnswer,
     ResolvedAnswer, Transport,
 };
 pub use server::{BindError, DnsProxy};

@@ -123,25 +123,15 @@ impl UdpUpstreams {
         source: Option<IpAddr>,
     ) -> Result<Arc<SharedSocket>, UpstreamError> {
         let mut current = lock(&self.current);
-        let entry = current.entry((upstream, source));
-        if let Entry::Occupied(found) = &entry {
-            let socket = found.get();
+        if let Some(socket) = current.get(&(upstream, source)) {
             if socket.uses.fetch_add(1, Ordering::Relaxed) < ROTATE_AFTER {
                 return Ok(Arc::clone(socket));
             }
             socket.retired.store(true, Ordering::Relaxed);
         }
         let socket = Arc::new(SharedSocket::open(upstream, source)?);
-        socket.uses.store(1, Ordering::Relaxed);
         tokio::spawn(read_answers(Arc::clone(&socket)));
-        match entry {
-            Entry::Occupied(mut found) => {
-                found.insert(Arc::clone(&socket));
-            }
-            Entry::Vacant(vacant) => {
-                vacant.insert(Arc::clone(&socket));
-            }
-        }
+        current.insert((upstream, source), Arc::clone(&socket));
         Ok(socket)
     }
 }
@@ -162,7 +152,8 @@ impl SharedSocket {
             upstream,
             waiting: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(0),
-            uses: AtomicU32::new(0),
+            // Opened for a query: that one is its first use.
+            uses: AtomicU32::new(1),
             retired: AtomicBool::new(false),
         })
     }

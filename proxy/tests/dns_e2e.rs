@@ -129,12 +129,17 @@ specs:
 
 /// `dig @server <args>` from a pod: what it printed and whether it got an answer at all.
 fn dig(pod: &str, server: &str, args: &[&str]) -> (String, bool) {
-    let out = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["exec", pod, "--", "dig", "+time=2", "+tries=1"])
         .arg(format!("@{server}"))
-        .args(args)
-        .output()
-        .unwrap();
+        .args(args);
+    dig_result(command)
+}
+
+/// What a `dig` printed, and whether it got an answer at all.
+fn dig_result(mut dig: Command) -> (String, bool) {
+    let out = dig.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let answered = out.status.success() && text.contains("status:");
     (text, answered)
@@ -285,16 +290,10 @@ specs:
 /// `dig @server <args>` from a process of `unit`: what it printed and whether it got
 /// an answer at all.
 fn unit_dig(unit: &UnitCgroup, server: &str, args: &[&str]) -> (String, bool) {
-    let out = unit
-        .command(&format!(
-            "dig +time=2 +tries=1 @{server} {}",
-            args.join(" ")
-        ))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let answered = out.status.success() && text.contains("status:");
-    (text, answered)
+    dig_result(unit.command(&format!(
+        "dig +time=2 +tries=1 @{server} {}",
+        args.join(" ")
+    )))
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use sluice_dns::{
-    AnswerHook, ClientInfo, DnsEvent, DnsPolicy, DnsProxy, Handlers, HookError, OriginalDst,
-    PolicyAnswer, ProxyConfig, ResolvedAnswer, Transport,
+    AnswerHook, ClientInfo, DnsEvent, DnsPolicy, DnsProxy, Handlers, HookError, Origin,
+    OriginalDst, PolicyAnswer, ProxyConfig, ResolvedAnswer, Transport,
 };
 use sluice_l7::dns::{DnsPatternSet, FqdnPattern};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,8 +55,11 @@ impl DnsPolicy for FixedPolicy {
 pub struct FixedOriginalDst(pub Option<SocketAddr>);
 
 impl OriginalDst for FixedOriginalDst {
-    fn original_dst(&self, _: SocketAddr, _: Transport) -> Option<SocketAddr> {
-        self.0
+    fn original_dst(&self, _: SocketAddr, _: Transport) -> Option<Origin> {
+        self.0.map(|server| Origin {
+            server,
+            client_identity: 0,
+        })
     }
 }
 

@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use sluice_dns::{DnsEvent, EventSink, Reason, Transport, Verdict as DnsVerdict};
 use sluice_identity::{CompiledPolicy, Identity, Protocol};
 
-use super::KernelOriginalDst;
-use super::policy::learned_resolver_identity;
+use super::policy::{learned_resolver_identity, query_client_identity};
 use crate::flow::{DnsAnswerInfo, DnsQueryEvent, Endpoint, Flow, FlowVerdict, Timestamp};
 use crate::node::proxy::{Shared, endpoint_of, push_lazy};
 
@@ -27,16 +26,14 @@ const MAX_ENDPOINTS: usize = 1024;
 pub struct FlowSink {
     shared: Arc<Shared>,
     listen: SocketAddr,
-    origins: Arc<KernelOriginalDst>,
     endpoints: Mutex<Endpoints>,
 }
 
 impl FlowSink {
-    pub fn new(shared: Arc<Shared>, listen: SocketAddr, origins: Arc<KernelOriginalDst>) -> Self {
+    pub fn new(shared: Arc<Shared>, listen: SocketAddr) -> Self {
         Self {
             shared,
             listen,
-            origins,
             endpoints: Mutex::new(Endpoints::default()),
         }
     }
@@ -44,13 +41,9 @@ impl FlowSink {
 
 impl EventSink for FlowSink {
     fn record(&self, event: DnsEvent) {
-        let snapshot = self.shared.state.load();
-        let client_id =
-            self.origins
-                .client_identity(snapshot.policy.universe(), event.peer, event.transport);
         // A panic while holding the lock leaves at worst a half-filled map of endpoints.
         let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
-        record_event(&self.shared, &mut endpoints, event, client_id, self.listen);
+        record_event(&self.shared, &mut endpoints, event, self.listen);
     }
 }
 
@@ -156,13 +149,17 @@ pub fn record_event(
     shared: &Shared,
     endpoints: &mut Endpoints,
     event: DnsEvent,
-    client_id: Identity,
     listen: SocketAddr,
 ) {
     let Some((verdict, respond)) = l7_verdict(&event) else {
         return;
     };
     let snapshot = shared.state.load();
+    let client_id = query_client_identity(
+        snapshot.policy.universe(),
+        event.peer,
+        event.client_identity,
+    );
     // A query with no original destination was, as far as anyone knows, sent to us.
     let server = event.server.unwrap_or(listen);
     let server_id = learned_resolver_identity(&snapshot, server.ip()).unwrap_or(Identity::HOST);
@@ -206,6 +203,7 @@ mod tests {
             peer: ([10, 1, 0, 1], 40000).into(),
             transport: Transport::Udp,
             server: Some(([10, 1, 0, 53], 53).into()),
+            client_identity: None,
             upstream: None,
             id: Some(1),
             qname: Some("a.test.".into()),

@@ -23,15 +23,17 @@ use std::sync::Arc;
 use sluice_bpf::DnsOrigDsts;
 use sluice_config::DnsRejectResponse;
 use sluice_dns::{
-    BindError, ClientInfo, DnsPolicy, DnsProxy, Handlers, OriginalDst, PolicyAnswer, ProxyConfig,
-    RecordType, RejectResponse, Transport,
+    BindError, ClientInfo, DnsPolicy, DnsProxy, Handlers, Origin, OriginalDst, PolicyAnswer,
+    ProxyConfig, RecordType, RejectResponse, Transport,
 };
 use sluice_identity::Direction;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use self::policy::{QueryKey, QueryVerdict, RuleCache, client_identity, learned_resolver_identity};
+use self::policy::{
+    QueryKey, QueryVerdict, RuleCache, learned_resolver_identity, query_client_identity,
+};
 use super::fqdn::{ANSWER_HOLD, FqdnLearning};
 use super::pods::PROXY_SOURCE;
 use super::proxy::Shared;
@@ -76,21 +78,15 @@ impl DnsService {
             });
         };
         let port = first.port();
-        let origins = Arc::new(KernelOriginalDst(original_dst));
         let handlers = Handlers {
             policy: Arc::new(NodeDnsPolicy {
                 shared: Arc::clone(&shared),
                 cache: RuleCache::default(),
                 proxy_port: port,
-                origins: Arc::clone(&origins),
             }),
-            original_dst: Arc::clone(&origins) as Arc<dyn OriginalDst>,
-            answer_hook: Arc::new(FqdnLearning::new(Arc::clone(&shared), Arc::clone(&origins))),
-            events: Arc::new(flows::FlowSink::new(
-                Arc::clone(&shared),
-                first,
-                Arc::clone(&origins),
-            )),
+            original_dst: Arc::new(KernelOriginalDst(original_dst)),
+            answer_hook: Arc::new(FqdnLearning::new(Arc::clone(&shared))),
+            events: Arc::new(flows::FlowSink::new(Arc::clone(&shared), first)),
         };
         let mut instances = Vec::with_capacity(listen.len());
         for (listen, adopted) in listen {
@@ -110,11 +106,11 @@ impl DnsService {
                 Some(sockets) => DnsProxy::from_sockets(config, handlers.clone(), sockets),
                 None => DnsProxy::bind(config, handlers.clone()).await,
             };
-            let addr = listen;
             let ready = bound.and_then(|proxy| {
-                let sockets = proxy
-                    .try_clone_sockets()
-                    .map_err(|source| BindError::Udp { addr, source })?;
+                let sockets = proxy.try_clone_sockets().map_err(|source| BindError::Udp {
+                    addr: listen,
+                    source,
+                })?;
                 Ok((proxy, sockets))
             });
             let (proxy, sockets) = match ready {
@@ -170,29 +166,13 @@ impl DnsService {
 /// Original destinations from the kernel (see `sluice_bpf::DnsOrigDsts`).
 pub struct KernelOriginalDst(DnsOrigDsts);
 
-impl KernelOriginalDst {
-    /// The identity of a query's client. A pod is known by its address; a workload in the
-    /// host's network namespace reaches the proxy from loopback, which says nothing about
-    /// who it is: its identity is the one the redirect recorded for its socket.
-    pub fn client_identity(
-        &self,
-        universe: &sluice_identity::universe::Universe,
-        peer: SocketAddr,
-        transport: Transport,
-    ) -> sluice_identity::Identity {
-        if peer.ip().is_loopback()
-            && let Ok(Some(origin)) = self.0.get(peer, flows::protocol(transport))
-        {
-            return origin.src_identity;
-        }
-        client_identity(universe, peer.ip())
-    }
-}
-
 impl OriginalDst for KernelOriginalDst {
-    fn original_dst(&self, client: SocketAddr, transport: Transport) -> Option<SocketAddr> {
+    fn original_dst(&self, client: SocketAddr, transport: Transport) -> Option<Origin> {
         match self.0.get(client, flows::protocol(transport)) {
-            Ok(found) => found.map(|o| o.addr),
+            Ok(found) => found.map(|o| Origin {
+                server: o.addr,
+                client_identity: o.src_identity.0,
+            }),
             Err(error) => {
                 warn!(%client, %transport, %error, "reading a DNS query's original destination failed; refusing it");
                 None
@@ -206,7 +186,6 @@ pub struct NodeDnsPolicy {
     shared: Arc<Shared>,
     cache: RuleCache,
     proxy_port: u16,
-    origins: Arc<KernelOriginalDst>,
 }
 
 impl DnsPolicy for NodeDnsPolicy {
@@ -214,9 +193,7 @@ impl DnsPolicy for NodeDnsPolicy {
         let snapshot = self.shared.state.load();
         let policy = &snapshot.policy;
         let universe = policy.universe();
-        let client_id = self
-            .origins
-            .client_identity(universe, client.peer, client.transport);
+        let client_id = query_client_identity(universe, client.peer, client.client_identity);
         let proto = flows::protocol(client.transport);
         let Some(resolver) = learned_resolver_identity(&snapshot, client.server.ip()) else {
             warn!(peer = %client.peer, server = %client.server, "DNS query to a loopback resolver; dropped");

@@ -66,6 +66,21 @@ pub fn client_identity(universe: &Universe, ip: IpAddr) -> Identity {
     universe.ipcache().lookup(ip).0
 }
 
+/// The identity of a query's client: a pod is known by its address; a workload in the
+/// host's network namespace asks from loopback, which says nothing about who it is, so
+/// its identity is the one the redirect recorded for its socket (`recorded`, from
+/// `sluice_dns::Origin`).
+pub fn query_client_identity(
+    universe: &Universe,
+    peer: std::net::SocketAddr,
+    recorded: Option<u32>,
+) -> Identity {
+    match recorded {
+        Some(id) if peer.ip().is_loopback() => Identity(id),
+        _ => client_identity(universe, peer.ip()),
+    }
+}
+
 /// The identity of the resolver a query was going to: the node's own addresses are
 /// `host`. `None` for loopback and unspecified addresses, which a pod cannot mean (its
 /// own loopback never leaves it) and which from the node would reach the node itself.

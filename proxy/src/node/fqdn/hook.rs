@@ -7,18 +7,17 @@ use std::sync::Arc;
 
 use sluice_dns::{AnswerHook, ClientInfo, HookError, ResolvedAnswer};
 
-use crate::node::dns::KernelOriginalDst;
+use crate::node::dns::policy::query_client_identity;
 use crate::node::proxy::Shared;
 
 /// Learns the addresses of allowed answers (`toFQDNs`).
 pub struct FqdnLearning {
     shared: Arc<Shared>,
-    origins: Arc<KernelOriginalDst>,
 }
 
 impl FqdnLearning {
-    pub fn new(shared: Arc<Shared>, origins: Arc<KernelOriginalDst>) -> Self {
-        Self { shared, origins }
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 
     /// The endpoint an answer is recorded for: `namespace/name` of the workload that
@@ -29,9 +28,7 @@ impl FqdnLearning {
         let universe = snapshot.policy.universe();
         let ip = client.peer.ip();
         let found = if ip.is_loopback() {
-            let id = self
-                .origins
-                .client_identity(universe, client.peer, client.transport);
+            let id = query_client_identity(universe, client.peer, client.client_identity);
             universe.endpoints_of(id).next()
         } else {
             universe.endpoint_at(ip)
