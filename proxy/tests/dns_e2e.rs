@@ -20,25 +20,12 @@ const UPSTREAM: &str = "10.200.14.8";
 const NOBODY: &str = "192.0.2.53";
 
 /// dnsmasq answering `name,address` pairs from its own records only.
-fn dnsmasq(addr: &str, records: &[(&str, &str)]) -> String {
-    let mut command = vec![
-        "dnsmasq".to_owned(),
-        "--keep-in-foreground".into(),
-        "--no-resolv".into(),
-        "--no-hosts".into(),
-        "--conf-file=/dev/null".into(),
-        "--pid-file=".into(),
-        "--log-facility=-".into(),
-        format!("--listen-address={addr}"),
-        "--bind-interfaces".into(),
-        "--local=/test/".into(),
-    ];
-    command.extend(
-        records
-            .iter()
-            .map(|(name, ip)| format!("--host-record={name},{ip}")),
-    );
-    serde_json::to_string(&command).unwrap()
+fn dnsmasq_records(addr: &str, records: &[(&str, &str)]) -> String {
+    let records: Vec<String> = records
+        .iter()
+        .map(|(name, ip)| format!("--host-record={name},{ip}"))
+        .collect();
+    dnsmasq(addr, &records)
 }
 
 /// Two resolvers, a client that may ask the addressed one for `*.allowed.test` and the
@@ -109,14 +96,14 @@ specs:
     toPorts: [{{ports: [{{port: "53", protocol: UDP}}, {{port: "53", protocol: TCP}}]}}]
 "#,
         admin = dir.join("admin.sock").display(),
-        addressed = dnsmasq(
+        addressed = dnsmasq_records(
             ADDRESSED,
             &[
                 ("api.allowed.test", "192.0.2.10"),
                 ("other.allowed.test", "192.0.2.11")
             ]
         ),
-        upstream = dnsmasq(
+        upstream = dnsmasq_records(
             UPSTREAM,
             &[
                 ("api.allowed.test", "192.0.2.99"),
@@ -276,7 +263,7 @@ specs:
 "#,
         admin = dir.join("admin.sock").display(),
         cgroup = unit.relative,
-        resolver = dnsmasq(
+        resolver = dnsmasq_records(
             CG_RESOLVER,
             &[
                 ("api.allowed.test", "192.0.2.10"),

@@ -47,15 +47,7 @@ kind: Workload
 metadata: {{name: resolver, namespace: e2e, labels: {{app: resolver}}}}
 spec:
   addresses: ["{RESOLVER}"]
-  run:
-    command: [dnsmasq, --keep-in-foreground, --no-resolv, --no-hosts, --conf-file=/dev/null,
-      --pid-file=, --log-facility=-, --listen-address={RESOLVER}, --bind-interfaces,
-      --local=/test/, --local-ttl=300,
-      "--host-record=api.stripe.test,{STRIPE},300",
-      "--host-record=short.stripe.test,{SHORT},4",
-      "--host-record=edge.cdn.test,{EDGE},300",
-      "--cname=www.shop.test,edge.cdn.test,300",
-      "--host-record=other.test,{OTHER},300"]
+  run: {{command: {resolver}}}
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -89,6 +81,17 @@ specs:
 "#,
         admin = dir.join("admin.sock").display(),
         state = state_file(dir).display(),
+        resolver = dnsmasq(
+            RESOLVER,
+            &[
+                "--local-ttl=300".into(),
+                format!("--host-record=api.stripe.test,{STRIPE},300"),
+                format!("--host-record=short.stripe.test,{SHORT},4"),
+                format!("--host-record=edge.cdn.test,{EDGE},300"),
+                "--cname=www.shop.test,edge.cdn.test,300".into(),
+                format!("--host-record=other.test,{OTHER},300"),
+            ]
+        ),
     )
 }
 

@@ -175,11 +175,7 @@ kind: Workload
 metadata: {{name: resolver, namespace: hov, labels: {{app: resolver}}}}
 spec:
   addresses: ["{RESOLVER}"]
-  run:
-    command: [dnsmasq, --keep-in-foreground, --no-resolv, --no-hosts, --conf-file=/dev/null,
-      --pid-file=, --log-facility=-, --listen-address={RESOLVER}, --bind-interfaces,
-      --local=/test/, "--host-record=api.allowed.test,192.0.2.10",
-      "--host-record=api.denied.test,192.0.2.20"]
+  run: {{command: {resolver}}}
 ---
 apiVersion: sluice.io/v1alpha1
 kind: Workload
@@ -220,6 +216,13 @@ specs:
         client = json(query_loop(&dir.join("queries.log"))),
         backend = json(echo_server()),
         slow = json(slow_resolver()),
+        resolver = dnsmasq(
+            RESOLVER,
+            &[
+                "--host-record=api.allowed.test,192.0.2.10".into(),
+                "--host-record=api.denied.test,192.0.2.20".into(),
+            ]
+        ),
     )
 }
 

@@ -683,11 +683,7 @@ kind: Workload
 metadata: {{name: resolver, namespace: e2e, labels: {{app: resolver}}}}
 spec:
   addresses: ["10.200.9.6"]
-  run:
-    command: [dnsmasq, --keep-in-foreground, --no-resolv, --no-hosts, --conf-file=/dev/null,
-      --pid-file=, --log-facility=-, --listen-address=10.200.9.6, --bind-interfaces,
-      --local=/test/, "--host-record=api.allowed.test,192.0.2.10",
-      "--host-record=api.denied.test,192.0.2.20"]
+  run: {{command: {resolver}}}
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -704,7 +700,14 @@ specs:
   ingress:
   - fromEndpoints: [{{matchLabels: {{app: frontend}}}}]
     toPorts: [{{ports: [{{port: "53", protocol: UDP}}, {{port: "53", protocol: TCP}}]}}]
-"#
+"#,
+        resolver = dnsmasq(
+            "10.200.9.6",
+            &[
+                "--host-record=api.allowed.test,192.0.2.10".into(),
+                "--host-record=api.denied.test,192.0.2.20".into(),
+            ]
+        ),
     )
 }
 

@@ -222,3 +222,25 @@ impl Drop for UnitCgroup {
         }
     }
 }
+
+/// A pod's `run.command` (a flow-style YAML list) for dnsmasq on `addr`, answering names
+/// under `test` from its own records only: `extra` adds them (`--host-record=…`,
+/// `--cname=…`, `--local-ttl=…`).
+pub fn dnsmasq(addr: &str, extra: &[String]) -> String {
+    let mut command: Vec<String> = [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        "--pid-file=",
+        "--log-facility=-",
+        "--bind-interfaces",
+        "--local=/test/",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    command.push(format!("--listen-address={addr}"));
+    command.extend_from_slice(extra);
+    serde_json::to_string(&command).unwrap()
+}
