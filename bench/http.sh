@@ -186,12 +186,19 @@ run_wrk() { # $1 = mode; prints "rps p50_us p99_us cpu_us_per_req"
 import re, sys
 text = sys.stdin.read()
 def us(v):
-    m = re.match(r'([\d.]+)(us|ms|s)', v)
+    m = re.match(r'([\d.]+)(us|ms|s|m)$', v)
+    if not m:
+        sys.exit('wrk: unexpected latency ' + repr(v) + '\n' + text)
     n, u = float(m.group(1)), m.group(2)
-    return n * {'us': 1, 'ms': 1e3, 's': 1e6}[u]
-rps = float(re.search(r'Requests/sec:\s+([\d.]+)', text).group(1))
-p50 = us(re.search(r'50%\s+(\S+)', text).group(1))
-p99 = us(re.search(r'99%\s+(\S+)', text).group(1))
+    return n * {'us': 1, 'ms': 1e3, 's': 1e6, 'm': 60e6}[u]
+def field(pattern):
+    m = re.search(pattern, text)
+    if not m:
+        sys.exit('wrk: no ' + repr(pattern) + ' in its output:\n' + text)
+    return m.group(1)
+rps = float(field(r'Requests/sec:\s+([\d.]+)'))
+p50 = us(field(r'50%\s+(\S+)'))
+p99 = us(field(r'99%\s+(\S+)'))
 non2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', text)
 if non2xx:
     sys.exit('wrong answers: ' + non2xx.group(1) + ' non-2xx responses')

@@ -15,8 +15,13 @@ stop_services() {
 }
 
 # Builds the node and sets $sluice to it; raises the open-file limit for the load.
+# SLUICE_BIN=path runs that binary instead (an A/B comparison with another build).
 prepare_sluice() {
   ulimit -n "$(ulimit -Hn)"
+  if [ -n "${SLUICE_BIN:-}" ]; then
+    sluice=$(realpath "$SLUICE_BIN")
+    return
+  fi
   cargo build --release --locked -p sluice-proxy >/dev/null 2>&1
   sluice=$PWD/target/release/sluice
 }

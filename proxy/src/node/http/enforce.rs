@@ -216,17 +216,19 @@ fn decide(
         destination_addr: info.destination,
         direction: enforcement.reporting_side().direction,
         method: parts.method.clone(),
-        url: url(
-            None,
-            parts.uri.path_and_query().map(PathAndQuery::as_str),
-            info.destination,
-        ),
+        // Set below: the normalised URL, or the one as sent when normalisation refuses it.
+        url: String::new(),
         version: parts.version,
         allowed_by: Vec::new(),
     };
     let normalized = match normalize(&RequestHead::from_parts(parts), &NORMALIZE) {
         Ok(n) => n,
         Err(rejection) => {
+            record.url = url(
+                None,
+                parts.uri.path_and_query().map(PathAndQuery::as_str),
+                info.destination,
+            );
             return Outcome {
                 verdict: Verdict::Rejected(rejection),
                 record,
@@ -304,24 +306,46 @@ fn decide(
 /// `http://authority/path?query` for flows: the normalised host, or the destination
 /// address when the request named none.
 fn url(host: Option<&str>, path: Option<&str>, destination: std::net::SocketAddr) -> String {
-    let host = host.map_or_else(|| destination.to_string(), str::to_owned);
-    match path {
-        Some(p) if p.starts_with('/') => format!("http://{host}{p}"),
-        Some(p) => format!("http://{host}/{p}"),
-        None => format!("http://{host}"),
+    use std::fmt::Write as _;
+    let mut url = String::with_capacity(
+        "http://".len() + host.map_or(21, str::len) + path.map_or(0, str::len) + 1,
+    );
+    url.push_str("http://");
+    match host {
+        Some(h) => url.push_str(h),
+        // Writing to a String cannot fail.
+        None => {
+            let _ = write!(url, "{destination}");
+        }
     }
+    match path {
+        Some(p) if p.starts_with('/') => url.push_str(p),
+        Some(p) => {
+            url.push('/');
+            url.push_str(p);
+        }
+        None => {}
+    }
+    url
 }
 
-/// The absolute URI the upstream client takes. The authority is the one the client sent
-/// (HTTP/2 `:authority`, or the Host header's, which normalisation checked agree), so an
-/// HTTP/2 upstream sees it unchanged; the path is the normalised one. CONNECT keeps its
-/// authority-form target.
+/// The target the upstream sees: the normalised path (origin-form, `/` when the request
+/// had none) over HTTP/1.x; over HTTP/2 the absolute URI whose authority is the one the
+/// client sent (`:authority`, or the Host header's, which normalisation checked agree), so
+/// an HTTP/2 upstream sees it unchanged. CONNECT keeps its authority-form target.
 fn upstream_uri(
     parts: &http::request::Parts,
     host: Option<&str>,
     path_and_query: Option<&str>,
     destination: std::net::SocketAddr,
 ) -> Option<Uri> {
+    let path_and_query = path_and_query.unwrap_or("/");
+    if parts.method == http::Method::CONNECT {
+        return parts.uri.authority().map(|a| Uri::from(a.clone()));
+    }
+    if parts.version != http::Version::HTTP_2 {
+        return path_and_query.parse::<PathAndQuery>().ok().map(Uri::from);
+    }
     let authority = match parts.uri.authority() {
         Some(a) => a.clone(),
         None => match parts
@@ -337,13 +361,12 @@ fn upstream_uri(
                 .ok()?,
         },
     };
-    let mut builder = Uri::builder().scheme(Scheme::HTTP).authority(authority);
-    if let Some(pq) = path_and_query {
-        builder = builder.path_and_query(pq);
-    } else {
-        builder = builder.path_and_query("/");
-    }
-    builder.build().ok()
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+        .ok()
 }
 
 #[cfg(test)]
@@ -363,16 +386,70 @@ mod tests {
 
     #[test]
     fn the_upstream_uri_carries_the_normalised_path_and_the_sent_authority() {
-        let req = Request::get("/api/./v1/../users")
-            .header("host", "API:8080")
-            .body(())
-            .unwrap();
-        let (parts, ()) = req.into_parts();
         let dst = "10.0.0.3:8080".parse().unwrap();
-        let uri = upstream_uri(&parts, Some("api:8080"), Some("/api/users"), dst).unwrap();
-        assert_eq!(uri.to_string(), "http://API:8080/api/users");
-        let (parts, ()) = Request::get("/x").body(()).unwrap().into_parts();
-        let uri = upstream_uri(&parts, None, Some("/x"), dst).unwrap();
-        assert_eq!(uri.to_string(), "http://10.0.0.3:8080/x");
+        let head = |method: &str, target: &str, version: http::Version, host: Option<&str>| {
+            let mut b = Request::builder()
+                .method(method)
+                .uri(target)
+                .version(version);
+            if let Some(h) = host {
+                b = b.header("host", h);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        // (method, target as sent, version, Host, normalised host, normalised path, upstream)
+        let cases = [
+            (
+                "GET",
+                "/api/./v1/../users",
+                http::Version::HTTP_11,
+                Some("API:8080"),
+                Some("api:8080"),
+                Some("/api/users"),
+                "/api/users",
+            ),
+            (
+                "GET",
+                "http://api/a/../b?x=1",
+                http::Version::HTTP_11,
+                Some("api"),
+                Some("api"),
+                Some("/b?x=1"),
+                "/b?x=1",
+            ),
+            ("GET", "/x", http::Version::HTTP_10, None, None, None, "/"),
+            (
+                "CONNECT",
+                "db:5432",
+                http::Version::HTTP_11,
+                Some("db:5432"),
+                Some("db:5432"),
+                None,
+                "db:5432",
+            ),
+            (
+                "GET",
+                "/api/./v1/../users",
+                http::Version::HTTP_2,
+                Some("API:8080"),
+                Some("api:8080"),
+                Some("/api/users"),
+                "http://API:8080/api/users",
+            ),
+            (
+                "GET",
+                "/x",
+                http::Version::HTTP_2,
+                None,
+                None,
+                Some("/x"),
+                "http://10.0.0.3:8080/x",
+            ),
+        ];
+        for (method, target, version, host, nhost, npath, want) in cases {
+            let parts = head(method, target, version, host);
+            let uri = upstream_uri(&parts, nhost, npath, dst).unwrap();
+            assert_eq!(uri.to_string(), want, "{method} {target} {version:?}");
+        }
     }
 }

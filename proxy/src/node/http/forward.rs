@@ -71,8 +71,15 @@ impl tower::Service<Request<Incoming>> for Forward {
                 *req.version_mut() = Version::HTTP_11;
             }
             let info = &conn.info;
-            let client = conn.upstream(http2);
-            let mut response = match client.request(req).await {
+            let sent = if http2 {
+                conn.h2_client()
+                    .request(req)
+                    .await
+                    .map_err(super::SendError::Pooled)
+            } else {
+                conn.send_h1(req).await
+            };
+            let mut response = match sent {
                 Ok(r) => r,
                 Err(e) => {
                     debug!(destination = %info.destination, error = %e, "upstream request failed");

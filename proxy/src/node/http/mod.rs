@@ -6,9 +6,11 @@
 //!   under the watchdog       └▶ Track     requests in flight, for the watchdog
 //!   (header and idle             └▶ Enforce   normalise · decide (egress ∧ ingress) · flow
 //!    timeouts)                       │        · 403/4xx
-//!                                    └▶ Forward   pooled client per (source, destination,
-//!                                                 version) · streamed bodies · upgrades
-//!                                                 spliced, to the original destination only
+//!                                    └▶ Forward   upstream connections per (source,
+//!                                                 destination): HTTP/1.1 held by the
+//!                                                 downstream connection, HTTP/2 pooled ·
+//!                                                 streamed bodies · upgrades spliced, to
+//!                                                 the original destination only
 //! ```
 //!
 //! Per request, the decision reads the *current* policy snapshot: a reload applies to the
@@ -40,6 +42,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -54,7 +57,7 @@ use self::enforce::EnforceLayer;
 use self::forward::Forward;
 use self::record::Parties;
 use self::rules::{ConnKey, Enforcement, RuleCache};
-use self::upstream::{UpstreamClient, UpstreamKey, Upstreams};
+use self::upstream::{H1Pool, H1Sender, H2Client, H2Clients, UpstreamKey};
 use self::watchdog::{Activity, Track, Watched};
 use super::proxy::Shared;
 use super::state::Snapshot;
@@ -71,6 +74,17 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 /// Largest HTTP/2 header list (decoded), as normalisation's header-bytes limit.
 const H2_MAX_HEADER_LIST: u32 = 64 << 10;
 
+/// Why a request got no response from upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Connect(#[from] upstream::H1ConnectError),
+    #[error("upstream request: {0}")]
+    Request(hyper::Error),
+    #[error("upstream request: {0}")]
+    Pooled(hyper_util::client::legacy::Error),
+}
+
 /// Response bodies: the upstream's, streamed, or one the proxy wrote.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
@@ -82,7 +96,8 @@ fn full(body: Full<Bytes>) -> ProxyBody {
 #[derive(Debug, Default)]
 pub struct Engine {
     pub rules: RuleCache,
-    upstreams: Upstreams,
+    h1: H1Pool,
+    h2: H2Clients,
 }
 
 /// A redirected connection handed to the engine.
@@ -103,9 +118,24 @@ pub struct ConnState {
     info: ConnInfo,
     enforcement: ArcSwap<Enforcement>,
     parties: ArcSwap<Parties>,
-    /// The pooled client of (source, destination, version), looked up once: every
-    /// request of a connection has the connection's version.
-    upstream: std::sync::OnceLock<(bool, UpstreamClient)>,
+    /// The HTTP/1.1 upstream connection this connection's requests go through, between
+    /// two requests (taken while one is sent); back to the pool when this ends.
+    h1: std::sync::Mutex<Option<H1Sender>>,
+    /// The pooled HTTP/2 client of (source, destination), looked up once.
+    h2: std::sync::OnceLock<H2Client>,
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        let held = self
+            .h1
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(sender) = held {
+            self.shared.http.h1.checkin(self.upstream_key(), sender);
+        }
+    }
 }
 
 impl ConnState {
@@ -125,21 +155,56 @@ impl ConnState {
         fresh
     }
 
-    /// The upstream client for this connection's requests of version `http2`.
-    fn upstream(&self, http2: bool) -> UpstreamClient {
-        let lookup = || {
-            self.shared.http.upstreams.client(UpstreamKey {
-                source: self.info.key.source,
-                destination: self.info.destination,
-                bind: self.info.bind,
-                http2,
-            })
-        };
-        let (version, client) = self.upstream.get_or_init(|| (http2, lookup()));
-        if *version == http2 {
-            client.clone()
-        } else {
-            lookup()
+    fn upstream_key(&self) -> UpstreamKey {
+        UpstreamKey {
+            source: self.info.key.source,
+            destination: self.info.destination,
+            bind: self.info.bind,
+        }
+    }
+
+    /// The HTTP/2 client for this connection's requests.
+    fn h2_client(&self) -> H2Client {
+        self.h2
+            .get_or_init(|| self.shared.http.h2.client(self.upstream_key()))
+            .clone()
+    }
+
+    /// Sends an HTTP/1.x request upstream: over the connection this one holds, else a
+    /// pooled one, else a new one. A request a held or pooled connection returned unsent
+    /// (the server had closed it) goes over the next one.
+    async fn send_h1(&self, mut req: Request<Incoming>) -> Result<Response<Incoming>, SendError> {
+        let key = self.upstream_key();
+        loop {
+            let held = self
+                .h1
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .or_else(|| self.shared.http.h1.checkout(&key));
+            let (mut sender, fresh) = match held {
+                Some(sender) => (sender, false),
+                None => (upstream::connect_h1(&key).await?, true),
+            };
+            if let Err(e) = sender.ready().await {
+                if fresh {
+                    return Err(SendError::Request(e));
+                }
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    *self
+                        .h1
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sender);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !fresh => req = unsent,
+                    _ => return Err(SendError::Request(e.into_error())),
+                },
+            }
         }
     }
 
@@ -172,7 +237,8 @@ pub async fn serve(
         info,
         enforcement: ArcSwap::from_pointee(enforcement),
         parties: ArcSwap::from_pointee(parties),
-        upstream: std::sync::OnceLock::new(),
+        h1: std::sync::Mutex::new(None),
+        h2: std::sync::OnceLock::new(),
     });
     let _ = client.set_nodelay(true);
     let timeouts = snapshot.config.node.http;
