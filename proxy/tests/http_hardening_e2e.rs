@@ -13,8 +13,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -273,6 +274,66 @@ fn websocket_upgrades_only_when_the_request_is_allowed() {
     };
     assert_eq!(verdict("/ws"), Some("FORWARDED".into()), "{flows:#?}");
     assert_eq!(verdict("/other"), Some("DROPPED".into()), "{flows:#?}");
+}
+
+#[test]
+fn a_websocket_outlives_a_live_restart_of_the_node() {
+    let _turn = turn();
+    let mut s = Scenario::start("hardening-ws-restart");
+
+    // A WebSocket through the proxy, held open by a client that sends a frame per line.
+    let mut ws = Command::new(BIN)
+        .args(["exec", "e2e/client", "--", PYTHON])
+        .arg(s.dir.join("client.py"))
+        .args(["ws-hold", BACKEND, "8080", "/ws"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_ws = ws.stdin.take().unwrap();
+    let mut from_ws = BufReader::new(ws.stdout.take().unwrap());
+    let mut exchange = |line: Option<&str>| -> Value {
+        if let Some(line) = line {
+            writeln!(to_ws, "{line}").unwrap();
+            to_ws.flush().unwrap();
+        }
+        let mut answer = String::new();
+        from_ws.read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+    };
+    let opened = exchange(None);
+    assert_eq!(
+        opened["status"], "HTTP/1.1 101 Switching Protocols",
+        "{opened}"
+    );
+    assert_eq!(opened["received"], Value::Null);
+    assert_eq!(exchange(Some("before"))["received"], "echo: before");
+
+    // A live restart: the successor takes every new connection, the predecessor keeps
+    // serving the tunnel it holds.
+    let successor = Node::takeover(&s.dir, &s.dir.join("config"), &["--drain-timeout", "120"])
+        .unwrap_or_else(|e| panic!("takeover failed:\n{e}"));
+    let mut predecessor = s.node.replace(successor).unwrap();
+    assert_eq!(exchange(Some("after"))["received"], "echo: after");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(exchange(Some("later"))["received"], "echo: later");
+    assert!(
+        predecessor.wait_exit(Duration::from_millis(100)).is_none(),
+        "the predecessor exited while its tunnel was open"
+    );
+    // New requests go to the successor.
+    assert_eq!(
+        s.curl(&[], &format!("http://{BACKEND}:8080/api/ready")),
+        "200"
+    );
+
+    // The tunnel ends: the predecessor, holding nothing more, exits.
+    drop(to_ws);
+    let _ = ws.wait();
+    let status = predecessor
+        .wait_exit(Duration::from_secs(15))
+        .expect("the predecessor exits once its tunnel ended");
+    assert!(status.success(), "predecessor exited with {status}");
 }
 
 #[test]

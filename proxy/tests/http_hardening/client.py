@@ -133,6 +133,34 @@ def cmd_ws(host, port, path, mode="polite"):
     )
 
 
+def cmd_ws_hold(host, port, path):
+    """A WebSocket held open: prints the handshake's status, then for each line read from
+    stdin sends it as a frame and prints the answer's payload (or "closed"); at the end of
+    stdin, closes the WebSocket."""
+    s = connect(host, port)
+    s.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    status, _, buf = read_head(s)
+    _, hello, buf = ws_read(s, buf)
+    out(status=status, hello=text(hello))
+    sys.stdout.flush()
+    for line in sys.stdin:
+        try:
+            s.sendall(ws_frame(0x1, line.strip().encode()))
+            _, payload, buf = ws_read(s, buf)
+            out(received=text(payload))
+        except (OSError, EOFError) as e:
+            out(received="closed", error=f"{type(e).__name__}: {e}")
+        sys.stdout.flush()
+    s.sendall(ws_frame(0x8, b"\x03\xe8"))
+    ws_read(s, buf)
+
+
 # --- CONNECT --------------------------------------------------------------------------
 
 def cmd_connect(host, port, authority):
@@ -420,6 +448,7 @@ def cmd_h2trickle(host, port, interval):
 
 COMMANDS = {
     "ws": cmd_ws,
+    "ws-hold": cmd_ws_hold,
     "connect": cmd_connect,
     "trickle": cmd_trickle,
     "hold": cmd_hold,

@@ -89,7 +89,13 @@ impl tower::Service<Request<Incoming>> for Forward {
             let upgraded = match (upgrade, downstream_upgrade) {
                 (Some(kind), Some(down)) if kind.accepted_by(response.status()) => {
                     let up = hyper::upgrade::on(&mut response);
-                    tokio::spawn(splice_upgraded(down, up));
+                    // The tunnel holds the node's shared state as a connection does: a
+                    // node that hands over drains it instead of cutting it at exit.
+                    let held = Arc::clone(&conn.shared);
+                    tokio::spawn(async move {
+                        splice_upgraded(down, up).await;
+                        drop(held);
+                    });
                     Some(kind)
                 }
                 _ => None,
