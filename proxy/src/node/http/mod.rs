@@ -242,7 +242,7 @@ pub async fn serve(
     });
     let _ = client.set_nodelay(true);
     let timeouts = snapshot.config.node.http;
-    let activity = Activity::new();
+    let activity = Activity::new(timeouts);
     let service = Track::new(
         activity.clone(),
         ServiceBuilder::new()
@@ -266,7 +266,7 @@ pub async fn serve(
         .max_header_list_size(H2_MAX_HEADER_LIST);
     let io = TokioIo::new(Watched::new(client, activity.clone()));
     let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
-    let ended = watchdog::run(connection, &activity, timeouts, |c| c.graceful_shutdown()).await;
+    let ended = watchdog::run(connection, &activity, |c| c.graceful_shutdown()).await;
     match ended {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

@@ -37,7 +37,10 @@
 //!
 //! Cost on the hot path: one relaxed atomic load per socket read; an uncontended
 //! per-connection lock at request start, at response end and at the first byte of a
-//! head; a timer reset when the phase changes.
+//! head. The watchdog is woken by a phase change only when the new deadline comes before
+//! the one it sleeps until (`armed`); otherwise it wakes at that earlier instant, finds
+//! the phase moved on, and sleeps again until the current deadline. On a busy keep-alive
+//! connection that is one wake per header timeout instead of two per request.
 
 use std::future::Future;
 use std::io;
@@ -59,6 +62,7 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// One connection's activity, shared by its socket, its service and its watchdog.
 #[derive(Debug)]
 pub struct Activity {
+    timeouts: HttpTimeouts,
     state: Mutex<State>,
     /// HTTP/1 only: nothing is in flight and no byte of the next head has arrived.
     /// Read on every socket read, hence apart from the lock.
@@ -71,6 +75,18 @@ struct State {
     phase: Phase,
     in_flight: usize,
     http2: bool,
+    /// When the watchdog looks again at the latest; `None` while it waits for a change.
+    armed: Option<Instant>,
+}
+
+impl State {
+    fn deadline(&self, timeouts: &HttpTimeouts) -> Option<(Instant, Expiry)> {
+        match self.phase {
+            Phase::Head(since) => Some((since + timeouts.header, Expiry::Head)),
+            Phase::Busy => None,
+            Phase::Idle(since) => Some((since + timeouts.idle, Expiry::Idle)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,12 +117,14 @@ impl Expiry {
 
 impl Activity {
     /// A connection just accepted: its first request head (or preface) is due.
-    pub fn new() -> Arc<Self> {
+    pub fn new(timeouts: HttpTimeouts) -> Arc<Self> {
         Arc::new(Self {
+            timeouts,
             state: Mutex::new(State {
                 phase: Phase::Head(Instant::now()),
                 in_flight: 0,
                 http2: false,
+                armed: None,
             }),
             awaiting_head: AtomicBool::new(false),
             changed: Notify::new(),
@@ -119,11 +137,32 @@ impl Activity {
 
     /// When the watchdog must look again, and what it finds then if nothing changes;
     /// `None` while a request is in flight.
-    pub fn deadline(&self, timeouts: &HttpTimeouts) -> Option<(Instant, Expiry)> {
-        match self.state().phase {
-            Phase::Head(since) => Some((since + timeouts.header, Expiry::Head)),
-            Phase::Busy => None,
-            Phase::Idle(since) => Some((since + timeouts.idle, Expiry::Idle)),
+    pub fn deadline(&self) -> Option<(Instant, Expiry)> {
+        self.state().deadline(&self.timeouts)
+    }
+
+    /// Where the watchdog's timer goes: the current deadline when it comes first or the
+    /// timer has fired (`current` is `None`), else the timer stays; recorded as `armed`.
+    fn arm(&self, current: Option<Instant>) -> Option<Instant> {
+        let mut s = self.state();
+        let target = s
+            .deadline(&self.timeouts)
+            .map(|(at, _)| current.map_or(at, |c| c.min(at)));
+        s.armed = target;
+        target
+    }
+
+    /// Wakes the watchdog if the phase just set has a deadline before the one it sleeps
+    /// until (or it sleeps without one).
+    fn changed_to(&self, s: MutexGuard<'_, State>) {
+        let sooner = match (s.deadline(&self.timeouts), s.armed) {
+            (Some((at, _)), Some(armed)) => at < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        drop(s);
+        if sooner {
+            self.changed.notify_one();
         }
     }
 
@@ -148,8 +187,7 @@ impl Activity {
             if !s.http2 {
                 self.awaiting_head.store(true, Ordering::Relaxed);
             }
-            drop(s);
-            self.changed.notify_one();
+            self.changed_to(s);
         }
     }
 
@@ -160,8 +198,7 @@ impl Activity {
         if s.in_flight == 0 {
             s.phase = Phase::Idle(Instant::now());
         }
-        drop(s);
-        self.changed.notify_one();
+        self.changed_to(s);
     }
 
     /// Restarts the idle wait (after a graceful shutdown began).
@@ -177,8 +214,7 @@ impl Activity {
         let mut s = self.state();
         if s.in_flight == 0 && !s.http2 {
             s.phase = Phase::Head(Instant::now());
-            drop(s);
-            self.changed.notify_one();
+            self.changed_to(s);
         }
     }
 }
@@ -375,7 +411,6 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 pub async fn run<F, T>(
     conn: F,
     activity: &Activity,
-    timeouts: HttpTimeouts,
     mut shutdown: impl FnMut(Pin<&mut F>),
 ) -> Result<T, Expiry>
 where
@@ -384,22 +419,25 @@ where
     let mut conn = std::pin::pin!(conn);
     // One timer for the connection's life, moved rather than made anew per request.
     let mut sleep = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    let mut fired = true;
     let mut draining = false;
     loop {
-        let deadline = activity.deadline(&timeouts);
-        if let Some((at, _)) = deadline
-            && sleep.deadline() != at
+        let target = activity.arm((!fired).then(|| sleep.deadline()));
+        if let Some(at) = target
+            && (fired || sleep.deadline() != at)
         {
             sleep.as_mut().reset(at);
+            fired = false;
         }
         tokio::select! {
             // The connection first: it is what wakes this task nearly every time.
             biased;
             done = conn.as_mut() => return Ok(done),
             () = activity.changed() => {}
-            () = sleep.as_mut(), if deadline.is_some() => {
-                // The phase may have moved since the deadline was read: look again.
-                let Some((at, expiry)) = activity.deadline(&timeouts) else { continue };
+            () = sleep.as_mut(), if target.is_some() => {
+                fired = true;
+                // The phase may have moved since the timer was set: look again.
+                let Some((at, expiry)) = activity.deadline() else { continue };
                 if Instant::now() < at {
                     continue;
                 }
@@ -443,35 +481,29 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_head_is_due_from_accept() {
-        let activity = Activity::new();
+        let activity = Activity::new(timeouts());
         let started = Instant::now();
-        let got = run(std::future::pending::<()>(), &activity, timeouts(), |_| {}).await;
+        let got = run(std::future::pending::<()>(), &activity, |_| {}).await;
         assert_eq!(got, Err(Expiry::Head));
         assert_eq!(started.elapsed(), timeouts().header);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_preface_turns_the_connection_idle_and_idle_shuts_down_then_closes() {
-        let activity = Activity::new();
+        let activity = Activity::new(timeouts());
         let (mut client, mut server) = watched_pair(&activity);
         client.write_all(&H2_PREFACE[..10]).await.unwrap();
         let mut buf = [0; 64];
         let n = server.read(&mut buf).await.unwrap();
         assert_eq!(n, 10);
-        assert!(matches!(
-            activity.deadline(&timeouts()),
-            Some((_, Expiry::Head))
-        ));
+        assert!(matches!(activity.deadline(), Some((_, Expiry::Head))));
         client.write_all(&H2_PREFACE[10..]).await.unwrap();
         let _ = server.read(&mut buf).await.unwrap();
-        assert!(matches!(
-            activity.deadline(&timeouts()),
-            Some((_, Expiry::Idle))
-        ));
+        assert!(matches!(activity.deadline(), Some((_, Expiry::Idle))));
 
         let started = Instant::now();
         let mut shutdowns = 0;
-        let got = run(std::future::pending::<()>(), &activity, timeouts(), |_| {
+        let got = run(std::future::pending::<()>(), &activity, |_| {
             shutdowns += 1;
         })
         .await;
@@ -481,14 +513,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_in_flight_is_never_timed_out_and_its_end_starts_the_idle_wait() {
-        let activity = Activity::new();
+        let activity = Activity::new(timeouts());
         let (mut client, mut server) = watched_pair(&activity);
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let mut buf = [0; 64];
         let _ = server.read(&mut buf).await.unwrap();
         let in_flight = activity.begin();
-        assert_eq!(activity.deadline(&timeouts()), None);
-        let watch = run(std::future::pending::<()>(), &activity, timeouts(), |_| {});
+        assert_eq!(activity.deadline(), None);
+        let watch = run(std::future::pending::<()>(), &activity, |_| {});
         let ended = async {
             tokio::time::sleep(TICK * 20).await;
             drop(in_flight);
@@ -502,28 +534,104 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_next_http1_head_is_due_from_its_first_byte() {
-        let activity = Activity::new();
+        let activity = Activity::new(timeouts());
         let (mut client, mut server) = watched_pair(&activity);
         let mut buf = [0; 64];
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let _ = server.read(&mut buf).await.unwrap();
         drop(activity.begin());
-        assert!(matches!(
-            activity.deadline(&timeouts()),
-            Some((_, Expiry::Idle))
-        ));
+        assert!(matches!(activity.deadline(), Some((_, Expiry::Idle))));
         tokio::time::sleep(TICK).await;
         client.write_all(b"G").await.unwrap();
         let _ = server.read(&mut buf).await.unwrap();
         let started = Instant::now();
-        let got = run(std::future::pending::<()>(), &activity, timeouts(), |_| {}).await;
+        let got = run(std::future::pending::<()>(), &activity, |_| {}).await;
         assert_eq!(got, Err(Expiry::Head));
         assert_eq!(started.elapsed(), timeouts().header);
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_head_begun_while_the_watchdog_waits_on_idle_is_timed_from_its_first_byte() {
+        let activity = Activity::new(timeouts());
+        let (mut client, mut server) = watched_pair(&activity);
+        let mut buf = [0; 64];
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let _ = server.read(&mut buf).await.unwrap();
+        drop(activity.begin());
+        let started = Instant::now();
+        let watch = run(std::future::pending::<()>(), &activity, |_| {});
+        let trickle = async {
+            tokio::time::sleep(TICK).await;
+            client.write_all(b"G").await.unwrap();
+            let _ = server.read(&mut buf).await.unwrap();
+        };
+        let (got, ()) = tokio::join!(watch, trickle);
+        // The head's deadline (1 + 3 ticks) comes before the idle one (6): it is the one.
+        assert_eq!(got, Err(Expiry::Head));
+        assert_eq!(started.elapsed(), TICK + timeouts().header);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_hold_on_a_busy_keep_alive_connection() {
+        let activity = Activity::new(timeouts());
+        let (mut client, mut server) = watched_pair(&activity);
+        let mut buf = [0; 64];
+        let watch = run(std::future::pending::<()>(), &activity, |_| {});
+        // Requests back to back for 10 ticks, longer than both timeouts: the watchdog
+        // wakes at deadlines that have moved on and must never act on them.
+        let requests = async {
+            let mut last_end = Instant::now();
+            for _ in 0..20 {
+                client.write_all(b"G").await.unwrap();
+                let _ = server.read(&mut buf).await.unwrap();
+                let in_flight = activity.begin();
+                tokio::time::sleep(TICK / 4).await;
+                drop(in_flight);
+                last_end = Instant::now();
+                tokio::time::sleep(TICK / 4).await;
+            }
+            last_end
+        };
+        let (got, last_end) = tokio::join!(watch, requests);
+        // Then idle: graceful shutdown after `idle`, closed after another `idle`.
+        assert_eq!(got, Err(Expiry::Idle));
+        assert_eq!(last_end.elapsed(), timeouts().idle * 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_sooner_deadline_wakes_the_watchdog() {
+        let no_wake = |a: &Arc<Activity>| {
+            let a = a.clone();
+            async move {
+                tokio::time::timeout(Duration::ZERO, a.changed())
+                    .await
+                    .is_err()
+            }
+        };
+        let activity = Activity::new(timeouts());
+        // The watchdog sleeps until the first head is due (3 ticks).
+        assert!(activity.arm(None).is_some());
+        // A request and its end: the idle deadline (6 ticks) comes later.
+        drop(activity.begin());
+        assert!(no_wake(&activity).await, "woken for a later deadline");
+        // A watchdog waiting with no timer (a request in flight) hears of any deadline.
+        let in_flight = activity.begin();
+        assert_eq!(activity.arm(None), None);
+        drop(in_flight);
+        assert!(
+            !no_wake(&activity).await,
+            "not woken for a deadline it had none of"
+        );
+        // Idle until 6 ticks from now; a head begun now is due in 3: sooner.
+        assert!(activity.arm(None).is_some());
+        activity.awaiting_head.store(true, Ordering::Relaxed);
+        activity.head_started();
+        assert!(!no_wake(&activity).await, "not woken for a sooner deadline");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn http2_control_frames_do_not_count_as_a_head() {
-        let activity = Activity::new();
+        let activity = Activity::new(timeouts());
         let (mut client, mut server) = watched_pair(&activity);
         let mut buf = [0; 64];
         client.write_all(H2_PREFACE).await.unwrap();
@@ -535,9 +643,6 @@ mod tests {
             .await
             .unwrap();
         let _ = server.read(&mut buf).await.unwrap();
-        assert!(matches!(
-            activity.deadline(&timeouts()),
-            Some((_, Expiry::Idle))
-        ));
+        assert!(matches!(activity.deadline(), Some((_, Expiry::Idle))));
     }
 }
