@@ -430,9 +430,15 @@ impl Outside {
     }
 
     fn remove_leftovers() {
-        let _ = Command::new("ip")
-            .args(["netns", "del", Self::NETNS])
-            .status();
+        // Only one that exists: a failure to remove it is then worth its message.
+        if std::path::Path::new("/run/netns")
+            .join(Self::NETNS)
+            .exists()
+        {
+            let _ = Command::new("ip")
+                .args(["netns", "del", Self::NETNS])
+                .status();
+        }
         let _ = Command::new("ip")
             .args(["link", "del", Self::HOST_VETH])
             .stderr(Stdio::null())

@@ -502,7 +502,7 @@ fn apply_reload(shared: &Shared, paths: &[PathBuf], generation: u32, enrolled: &
     }
     // Prefixes the old policy named and the new one does not stop giving their identity
     // (safe here: no DNS answer installs while the FQDN engine is held).
-    let keep: Vec<IpNet> = kernel.ipcache().into_iter().map(|(net, _)| net).collect();
+    let keep: Vec<IpNet> = kernel.ipcache.iter().map(|(net, _)| *net).collect();
     match dp.ipcache().retain(&keep) {
         Ok(0) => {}
         Ok(removed) => info!(
@@ -524,9 +524,9 @@ fn apply_reload(shared: &Shared, paths: &[PathBuf], generation: u32, enrolled: &
 }
 
 impl KernelMaps<'_> {
-    /// IPCACHE as this generation has it, in the order it is written.
-    fn ipcache(&self) -> Vec<(IpNet, Identity)> {
-        let universe = self.snapshot.policy.universe();
+    /// IPCACHE as `snapshot`'s generation has it, in the order it is written.
+    fn ipcache_of(snapshot: &Snapshot) -> Vec<(IpNet, Identity)> {
+        let universe = snapshot.policy.universe();
         let mut entries: Vec<(IpNet, Identity)> = universe.ipcache().entries().collect();
         for own in [GATEWAY, PROXY_SOURCE] {
             entries.push((IpNet::from(IpAddr::V4(own)), Identity::HOST));
@@ -537,12 +537,7 @@ impl KernelMaps<'_> {
         entries.push((IpNet::V6(Default::default()), Identity::WORLD_IPV6));
         // Addresses learned from DNS last: a learned address a policy prefix names
         // exactly (`toCIDR: [x/32]`) has its FQDN identity while the name lives.
-        entries.extend(
-            self.snapshot
-                .fqdn
-                .iter()
-                .map(|(ip, id)| (IpNet::from(*ip), *id)),
-        );
+        entries.extend(snapshot.fqdn.iter().map(|(ip, id)| (IpNet::from(*ip), *id)));
         entries
     }
 }
@@ -555,6 +550,8 @@ struct KernelMaps<'a> {
     endpoints: Vec<Identity>,
     workloads: Vec<(CgroupId, WorkloadEntry)>,
     policy: Vec<PolicyEntry>,
+    /// IPCACHE, in the order it is written.
+    ipcache: Vec<(IpNet, Identity)>,
 }
 
 /// A cgroup set enrolled as one workload: a pod's cgroup, or an existing cgroup
@@ -713,13 +710,14 @@ impl<'a> KernelMaps<'a> {
             endpoints: done.into_iter().collect(),
             workloads,
             policy: entries,
+            ipcache: Self::ipcache_of(snapshot),
         })
     }
 
     /// Writes everything for `generation` (the kernel's current one, or about to be),
     /// then removes what older generations left.
     fn write(&self, dp: &mut Datapath, generation: u32) -> anyhow::Result<()> {
-        for (net, id) in self.ipcache() {
+        for &(net, id) in &self.ipcache {
             dp.ipcache().insert(net, id)?;
         }
         dp.set_audit(self.snapshot.policy.audit_mode())?;

@@ -22,7 +22,8 @@ use crate::flow::{
     Endpoint, Flow, FlowRing, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp,
 };
 
-/// How long an upstream connect may take before the client is reset.
+/// How long an upstream connect may take: the L4 path then resets the client, the HTTP
+/// engine answers 503.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every connection task shares.
@@ -386,16 +387,10 @@ pub fn endpoint_of(universe: &Universe, id: Identity, ip: IpAddr) -> Arc<Endpoin
 
 /// Connects upstream (from `source`, when given) and relays until both sides end.
 async fn splice(client: TcpStream, dst: SocketAddr, source: Option<IpAddr>) {
-    let upstream = tokio::time::timeout(CONNECT_TIMEOUT, connect(dst, source)).await;
-    let upstream = match upstream {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+    let upstream = match connect(dst, source).await {
+        Ok(s) => s,
+        Err(e) => {
             debug!(destination = %dst, error = %e, "upstream connect failed");
-            reset(client);
-            return;
-        }
-        Err(_) => {
-            debug!(destination = %dst, "upstream connect timed out");
             reset(client);
             return;
         }
@@ -407,7 +402,9 @@ async fn splice(client: TcpStream, dst: SocketAddr, source: Option<IpAddr>) {
     }
 }
 
-async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+/// Dials an upstream for every engine of the node (from `source`, when given), giving up
+/// after [`CONNECT_TIMEOUT`] with a `TimedOut` error that names the destination.
+pub(crate) async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
     let socket = match dst {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -415,7 +412,14 @@ async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Tcp
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    socket.connect(dst).await
+    tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(dst))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {dst} timed out after {CONNECT_TIMEOUT:?}"),
+            )
+        })?
 }
 
 /// Closes with a RST, so the client sees "connection reset" rather than a clean end.

@@ -39,8 +39,8 @@ use sluice_identity::Identity;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-/// How long an upstream connect may take before the request is answered 503.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::node::proxy::connect;
+
 /// An idle pooled connection is closed after this long (servers commonly close at 60 s
 /// or more; closing first avoids sending a request on a connection being closed).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
@@ -213,9 +213,7 @@ pub enum H1ConnectError {
 pub async fn connect_h1(key: &UpstreamKey) -> Result<H1Sender, H1ConnectError> {
     let destination = key.destination;
     let stream = async {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect(destination, key.bind))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        let stream = connect(destination, key.bind).await?;
         stream.set_nodelay(true)?;
         Ok::<_, io::Error>(stream)
     }
@@ -260,30 +258,11 @@ impl tower::Service<Uri> for Connector {
     fn call(&mut self, _: Uri) -> Self::Future {
         let Connector { destination, bind } = *self;
         Box::pin(async move {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect(destination, bind))
-                .await
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connecting to {destination} timed out"),
-                    )
-                })??;
+            let stream = connect(destination, bind).await?;
             stream.set_nodelay(true)?;
             Ok(TokioIo::new(stream))
         })
     }
-}
-
-/// Connects from `bind` when given, as the L4 path does.
-pub async fn connect(dst: SocketAddr, bind: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = match dst {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    if let Some(ip) = bind {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    socket.connect(dst).await
 }
 
 #[cfg(test)]
