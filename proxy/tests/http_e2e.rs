@@ -296,6 +296,39 @@ fn http_rules_are_enforced_per_request_with_flows() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 
+    // Size limits: 100 header fields per request (curl sends three of its own), an
+    // 8 KiB request-target; beyond them 431 and 414 from the proxy. The backend takes 99
+    // fields and answers more with a "Too many headers" page: 100 fields pass the proxy
+    // and meet that page, 101 meet the proxy's own 431 (no page).
+    let padded = |n: usize| -> Vec<String> {
+        (0..n)
+            .flat_map(|i| ["-H".to_string(), format!("X-Pad-{i}: {i}")])
+            .collect()
+    };
+    let cases = [
+        (90, "200", false),
+        (96, "200", false),
+        (97, "431", true),
+        (98, "431", false),
+        (300, "431", false),
+    ];
+    for (pads, want, backend_page) in cases {
+        let mut args = padded(pads);
+        args.extend(["-w".to_string(), "\n%{http_code}".to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = body(&args, &api("/api/users"));
+        let (page, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        let fields = pads + 3;
+        assert_eq!(code, want, "{fields} header fields: {out}");
+        assert_eq!(
+            page.contains("Too many headers"),
+            backend_page,
+            "{fields} header fields: who answered? {out}"
+        );
+    }
+    let long = format!("/api/{}", "a".repeat(8 << 10));
+    assert_eq!(status(&[], &api(&long)), 414, "a target over 8 KiB");
+
     // The body of a denial is Cilium's.
     assert_eq!(body(&[], &api("/admin")), "Access denied\r\n");
     // The upstream sees the normalised path, and the ADD action's header.
