@@ -192,13 +192,14 @@ def us(v):
     n, u = float(m.group(1)), m.group(2)
     return n * {'us': 1, 'ms': 1e3, 's': 1e6, 'm': 60e6}[u]
 def field(pattern):
-    m = re.search(pattern, text)
+    m = re.search(pattern, text, re.M)
     if not m:
         sys.exit('wrk: no ' + repr(pattern) + ' in its output:\n' + text)
     return m.group(1)
 rps = float(field(r'Requests/sec:\s+([\d.]+)'))
-p50 = us(field(r'50%\s+(\S+)'))
-p99 = us(field(r'99%\s+(\S+)'))
+# Anchored to the line start: a Stdev column such as '71.50%' must not read as the 50th.
+p50 = us(field(r'^\s*50%\s+(\S+)'))
+p99 = us(field(r'^\s*99%\s+(\S+)'))
 non2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', text)
 if non2xx:
     sys.exit('wrong answers: ' + non2xx.group(1) + ' non-2xx responses')
