@@ -17,8 +17,9 @@ pub struct UpArgs {
     /// Do not print flows on stdout (they stay available to `sluice observe`).
     #[arg(long)]
     quiet: bool,
-    /// Threads serving the proxy, the HTTP engine and the DNS proxy; 0 (the default)
-    /// is one per CPU, like nginx's `worker_processes auto`.
+    /// Connection threads (each proxied connection is served on one, with a runtime of
+    /// its own), and as many threads for the DNS proxy, the admin socket and reloads; 0
+    /// (the default) is one per CPU, like nginx's `worker_processes auto`.
     #[arg(long, default_value_t = 0)]
     workers: usize,
     /// Live restart: take over from the node running on this machine (found on the
@@ -58,6 +59,7 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
         takeover: args
             .takeover
             .then(|| std::time::Duration::from_secs(args.drain_timeout)),
+        workers,
     }))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ pub mod pods;
 pub mod proxy;
 mod splice;
 pub mod state;
+pub mod workers;
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -55,6 +56,8 @@ pub struct UpOptions {
     /// Take over from the running node (live restart), which then finishes what it
     /// holds within this time; `None`: start a node of its own.
     pub takeover: Option<std::time::Duration>,
+    /// Connection threads ([`workers`]); at least one.
+    pub workers: usize,
 }
 
 /// Finds the cgroup v2 mount.
@@ -265,9 +268,12 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     let admin_file = admin.socket_file();
     let sockets = handover::Sockets::collect(&listeners, dns.as_ref(), &admin)
         .context("keeping the listening sockets for a later takeover")?;
+    let conn_workers = Arc::new(
+        workers::ConnWorkers::start(options.workers).context("starting the connection threads")?,
+    );
     let proxy_tasks: Vec<_> = listeners
         .into_iter()
-        .map(|l| tokio::spawn(proxy::serve(l, shared.clone())))
+        .map(|l| tokio::spawn(proxy::serve(l, shared.clone(), conn_workers.clone())))
         .collect();
     let fqdn_view: Arc<dyn crate::admin::FqdnSource> = Arc::new(fqdn::AdminView(shared.clone()));
     let admin_task = tokio::spawn(async move {
@@ -375,6 +381,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             node_lock: lock,
             sockets,
             fqdn_tasks,
+            conn_workers,
         };
         return handover::step_down(conn, drain, pid, serving, shared, pods, parent).await;
     }
@@ -388,6 +395,10 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     {
         task.abort();
         let _ = task.await;
+    }
+    // The connections still served go too, releasing the shared state they hold.
+    if let Some(w) = Arc::into_inner(conn_workers) {
+        let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
     }
     if let Some(dns) = dns {
         dns.stop().await;

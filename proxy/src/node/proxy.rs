@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use super::pods::{GATEWAY, PROXY_SOURCE};
 use super::state::{PolicyState, Snapshot};
+use super::workers::ConnWorkers;
 use crate::flow::{
     Endpoint, Flow, FlowRing, FlowVerdict, L4Event, Layer4, PolicyMatchType, Timestamp,
 };
@@ -58,13 +59,19 @@ impl Shared {
     }
 }
 
-/// Accepts redirected connections until the listener fails.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts redirected connections until the listener fails; each is served on one of
+/// the connection threads.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, workers: Arc<ConnWorkers>) {
     loop {
         match listener.accept().await {
             Ok((client, peer)) => {
                 let shared = shared.clone();
-                tokio::spawn(async move { handle(client, peer, &shared).await });
+                let served = workers.dispatch(client, move |client| async move {
+                    handle(client, peer, &shared).await;
+                });
+                if let Err(e) = served {
+                    warn!(%peer, error = %e, "a connection could not be handed to a connection thread; closed");
+                }
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");

@@ -236,6 +236,8 @@ pub struct Serving {
     pub sockets: Sockets,
     /// The FQDN cache's expiry and save tasks: the successor's own take over.
     pub fqdn_tasks: Vec<JoinHandle<()>>,
+    /// The threads serving the connections this node drains: they run until it exits.
+    pub conn_workers: Arc<crate::node::workers::ConnWorkers>,
 }
 
 /// Lets go: releases everything (nothing this process drops from here on touches what
@@ -331,6 +333,10 @@ pub async fn step_down(
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
+    }
+    // What is left past the drain time is closed here, not cut at exit.
+    if let Some(w) = Arc::into_inner(serving.conn_workers) {
+        let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
     }
     eprintln!("sluice: exiting; pid {successor} keeps the pods, cgroups and BPF programs");
     Ok(())
