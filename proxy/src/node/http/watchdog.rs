@@ -479,6 +479,19 @@ mod tests {
         (client, Watched::new(server, activity.clone()))
     }
 
+    /// A connection whose first request has been read and answered: idle, the next head
+    /// not begun.
+    async fn after_one_request(
+        activity: &Arc<Activity>,
+    ) -> (tokio::io::DuplexStream, Watched<tokio::io::DuplexStream>) {
+        let (mut client, mut server) = watched_pair(activity);
+        let mut buf = [0; 64];
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let _ = server.read(&mut buf).await.unwrap();
+        drop(activity.begin());
+        (client, server)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_first_head_is_due_from_accept() {
         let activity = Activity::new(timeouts());
@@ -535,11 +548,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_next_http1_head_is_due_from_its_first_byte() {
         let activity = Activity::new(timeouts());
-        let (mut client, mut server) = watched_pair(&activity);
+        let (mut client, mut server) = after_one_request(&activity).await;
         let mut buf = [0; 64];
-        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        let _ = server.read(&mut buf).await.unwrap();
-        drop(activity.begin());
         assert!(matches!(activity.deadline(), Some((_, Expiry::Idle))));
         tokio::time::sleep(TICK).await;
         client.write_all(b"G").await.unwrap();
@@ -553,11 +563,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_head_begun_while_the_watchdog_waits_on_idle_is_timed_from_its_first_byte() {
         let activity = Activity::new(timeouts());
-        let (mut client, mut server) = watched_pair(&activity);
+        let (mut client, mut server) = after_one_request(&activity).await;
         let mut buf = [0; 64];
-        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        let _ = server.read(&mut buf).await.unwrap();
-        drop(activity.begin());
         let started = Instant::now();
         let watch = run(std::future::pending::<()>(), &activity, |_| {});
         let trickle = async {
