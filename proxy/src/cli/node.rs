@@ -17,9 +17,10 @@ pub struct UpArgs {
     /// Do not print flows on stdout (they stay available to `sluice observe`).
     #[arg(long)]
     quiet: bool,
-    /// Connection threads (each proxied connection is served on one, with a runtime of
-    /// its own), and as many threads for the DNS proxy, the admin socket and reloads; 0
-    /// (the default) is one per CPU, like nginx's `worker_processes auto`.
+    /// Connection threads (each HTTP engine connection is served on one, with a runtime
+    /// of its own), and as many threads for accepts, spliced connections, the DNS proxy,
+    /// the admin socket and reloads; 0 (the default) is one per CPU, like nginx's
+    /// `worker_processes auto`.
     #[arg(long, default_value_t = 0)]
     workers: usize,
     /// Live restart: take over from the node running on this machine (found on the

@@ -59,19 +59,15 @@ impl Shared {
     }
 }
 
-/// Accepts redirected connections until the listener fails; each is served on one of
-/// the connection threads.
+/// Accepts redirected connections until the listener fails. Each is decided here; those
+/// for the HTTP engine are then served on one of the connection threads.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, workers: Arc<ConnWorkers>) {
     loop {
         match listener.accept().await {
             Ok((client, peer)) => {
                 let shared = shared.clone();
-                let served = workers.dispatch(client, move |client| async move {
-                    handle(client, peer, &shared).await;
-                });
-                if let Err(e) = served {
-                    warn!(%peer, error = %e, "a connection could not be handed to a connection thread; closed");
-                }
+                let workers = workers.clone();
+                tokio::spawn(async move { handle(client, peer, &shared, &workers).await });
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -81,7 +77,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, workers: Arc<Conn
     }
 }
 
-async fn handle(client: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+async fn handle(client: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, workers: &ConnWorkers) {
     let orig = { shared.datapath().orig_dst_by_client(peer) };
     let orig = match orig {
         Ok(Some(o)) => o,
@@ -175,7 +171,15 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
             },
             bind: source,
         };
-        super::http::serve(client, info, shared.clone(), &snapshot, &egress, &ingress).await;
+        // On a connection thread: its requests, upstream connection and timers together
+        // (a spliced connection has nothing to gain from the move and stays here).
+        let shared = shared.clone();
+        let moved = workers.dispatch(client, move |client| async move {
+            super::http::serve(client, info, shared, &snapshot, &egress, &ingress).await;
+        });
+        if let Err(e) = moved {
+            warn!(%peer, error = %e, "an HTTP connection could not be handed to a connection thread; closed");
+        }
         return;
     }
     splice(client, dst, source).await;

@@ -1,14 +1,17 @@
-//! Connection threads: each proxied connection is served, from accept to close, on one
-//! thread that runs a single-threaded tokio runtime of its own (nginx's worker model).
+//! Connection threads: each connection of the HTTP engine is served, once decided, until
+//! it closes on one thread that runs a single-threaded tokio runtime of its own (nginx's
+//! worker model).
 //! Its HTTP server, its upstream connection's task, its timers and its tunnels all live
 //! on that thread: no task moves between threads, no wake-up crosses one, and memory is
 //! freed by the thread that allocated it. On the 2-CPU benchmark machine that took
 //! about a sixth off the node's CPU per HTTP request against one work-stealing runtime
 //! (docs/benchmarks.md).
 //!
-//! The accept loops, the DNS proxy, the admin socket and reloads stay on the node's main
-//! runtime. A new connection goes to the thread that holds the fewest live ones (ties
-//! taken in turn), so long-lived connections do not pile up on one thread.
+//! The accept loops, the connections' decisions, spliced (L4) connections, the DNS proxy,
+//! the admin socket and reloads stay on the node's main runtime: a spliced connection
+//! has little per-byte work for a thread of its own to save, and its move would cost a
+//! cross-thread hand-off per connect. A connection goes to the thread that holds the
+//! fewest live ones (ties taken in turn), so long-lived connections do not pile up.
 
 use std::future::Future;
 use std::sync::Arc;
