@@ -397,9 +397,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         let _ = task.await;
     }
     // The connections still served go too, releasing the shared state they hold.
-    if let Some(w) = Arc::into_inner(conn_workers) {
-        let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
-    }
+    workers::ConnWorkers::stop(conn_workers).await;
     if let Some(dns) = dns {
         dns.stop().await;
     }

@@ -105,14 +105,27 @@ impl ConnWorkers {
     /// Stops every thread and waits for them: the connections they still serve are
     /// dropped (closed), which releases what those held. Blocks briefly.
     pub fn shutdown(mut self) {
-        for w in &mut self.workers {
-            if let Some(stop) = w.stop.take() {
-                let _ = stop.send(());
-            }
-        }
+        self.tell_to_stop();
         for w in &mut self.workers {
             if let Some(thread) = w.thread.take() {
                 let _ = thread.join();
+            }
+        }
+    }
+
+    /// [`shutdown`](Self::shutdown) from async code, once nothing else holds the
+    /// threads (the accept loops have ended); otherwise the last holder's drop stops
+    /// them without waiting.
+    pub async fn stop(workers: Arc<Self>) {
+        if let Some(w) = Arc::into_inner(workers) {
+            let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
+        }
+    }
+
+    fn tell_to_stop(&mut self) {
+        for w in &mut self.workers {
+            if let Some(stop) = w.stop.take() {
+                let _ = stop.send(());
             }
         }
     }
@@ -121,11 +134,7 @@ impl ConnWorkers {
 impl Drop for ConnWorkers {
     /// Without `shutdown`: the threads are told to stop, not waited for.
     fn drop(&mut self) {
-        for w in &mut self.workers {
-            if let Some(stop) = w.stop.take() {
-                let _ = stop.send(());
-            }
-        }
+        self.tell_to_stop();
     }
 }
 
@@ -262,12 +271,12 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let Ok(workers) = Arc::try_unwrap(workers) else {
-            panic!("the workers are still shared");
-        };
-        tokio::task::spawn_blocking(move || workers.shutdown())
-            .await
-            .unwrap();
+        assert_eq!(
+            Arc::strong_count(&workers),
+            1,
+            "the workers are still shared"
+        );
+        ConnWorkers::stop(workers).await;
     }
 
     /// Stopping drops what the threads still serve: its socket closes and whatever the

@@ -335,9 +335,7 @@ pub async fn step_down(
         }
     }
     // What is left past the drain time is closed here, not cut at exit.
-    if let Some(w) = Arc::into_inner(serving.conn_workers) {
-        let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
-    }
+    crate::node::workers::ConnWorkers::stop(serving.conn_workers).await;
     eprintln!("sluice: exiting; pid {successor} keeps the pods, cgroups and BPF programs");
     Ok(())
 }
