@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::ProxyConfig;
 use crate::handler::{Handled, Handlers, Shared};
@@ -85,28 +85,44 @@ impl<H: AnswerHook> DnsProxy<H> {
     }
 
     /// Serves until `shutdown` completes: then no new datagram or connection is accepted,
-    /// and the UDP queries already being handled are waited for (each is bounded by the
-    /// upstream and hook timeouts), so that what their answers teach is installed when
-    /// this returns — a node handing over to a successor saves it next. Open TCP
-    /// connections are served on their own tasks until they close or idle out.
+    /// open TCP connections read for a short grace more and close (their clients
+    /// reconnect to whatever serves the port next: a successor reads the same listener),
+    /// and what was read, UDP queries and TCP queries alike, is answered before this
+    /// returns (each is bounded by the upstream and hook timeouts, all together by the
+    /// grace and their sum), so that what the answers teach is installed when this
+    /// returns — a node handing over to a successor saves it next.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let config = &self.shared.config;
+        let connections = Arc::new(Semaphore::new(config.max_tcp_connections));
+        let (stopping, stop) = watch::channel(None);
         let udp = udp_loop(Arc::clone(&self.udp), Arc::clone(&self.shared));
-        let tcp = tcp::accept_loop(self.tcp, Arc::clone(&self.shared));
+        let tcp = tcp::accept_loop(
+            self.tcp,
+            Arc::clone(&self.shared),
+            Arc::clone(&connections),
+            stop,
+        );
         tokio::select! {
             () = shutdown => tracing::info!(addr = %self.shared.local_addr, "DNS proxy stopping"),
             () = udp => {}
             () = tcp => {}
         }
-        let config = &self.shared.config;
-        let bound = config.upstream_timeout + config.answer_hook_timeout;
-        let all = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
+        stopping.send_replace(Some(tokio::time::Instant::now() + tcp::STOP_GRACE));
+        let bound = tcp::STOP_GRACE + config.upstream_timeout + config.answer_hook_timeout;
+        let queries = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
+        let open = u32::try_from(config.max_tcp_connections).unwrap_or(u32::MAX);
         let started = std::time::Instant::now();
-        match tokio::time::timeout(bound, self.shared.in_flight.acquire_many(all)).await {
+        let finished = tokio::time::timeout(bound, async {
+            let udp = self.shared.in_flight.acquire_many(queries).await;
+            let tcp = connections.acquire_many(open).await;
+            (udp, tcp)
+        });
+        match finished.await {
             Ok(_) => {
-                tracing::debug!(addr = %self.shared.local_addr, waited_ms = started.elapsed().as_millis(), "DNS proxy stopped with no UDP query in flight");
+                tracing::debug!(addr = %self.shared.local_addr, waited_ms = started.elapsed().as_millis(), "DNS proxy stopped with no query in flight");
             }
             Err(_) => {
-                tracing::warn!(addr = %self.shared.local_addr, "DNS proxy stopped with UDP queries still in flight");
+                tracing::warn!(addr = %self.shared.local_addr, "DNS proxy stopped with queries still in flight or TCP answers unsent");
             }
         }
     }

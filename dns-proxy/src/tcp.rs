@@ -2,25 +2,42 @@
 //! concurrently and answered as they complete (the ID tells them apart), an idle timeout.
 //!
 //! A connection's reader stops when the client closes, sends a frame the proxy cannot read
-//! in time, stays idle past `tcp_idle_timeout`, or sends a query that policy drops
-//! (`PolicyAnswer::Drop`: the rest would be dropped alike); queries already read still get
-//! their answers before the connection closes.
+//! in time, stays idle past `tcp_idle_timeout`, sends a query that policy drops
+//! (`PolicyAnswer::Drop`: the rest would be dropped alike), or [`STOP_GRACE`] after the
+//! proxy began to stop (a node handing over: the client reconnects to the successor,
+//! which reads the same listener, as RFC 7766 asks clients to when a server closes); queries
+//! already read still get their answers before the connection closes. The grace serves a
+//! client that connected just before the stop and is about to send; a frame cut off by
+//! it was not a query yet, and the client sends it again on its next connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Notify, Semaphore};
+use tokio::sync::{Mutex, Notify, Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio::time::timeout;
+use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::handler::Shared;
 use crate::hooks::{AnswerHook, Transport};
 
-pub(crate) async fn accept_loop<H: AnswerHook>(listener: TcpListener, shared: Arc<Shared<H>>) {
-    let connections = Arc::new(Semaphore::new(shared.config.max_tcp_connections));
+/// How long a stopping proxy still reads queries on its open connections.
+pub(crate) const STOP_GRACE: Duration = Duration::from_millis(500);
+
+/// When the proxy is stopping: the instant its connections stop reading.
+pub(crate) type StopAt = watch::Receiver<Option<Instant>>;
+
+/// Accepts connections while `connections` has room (one permit each, held until the
+/// connection is closed); each stops reading at the instant `stop` announces.
+pub(crate) async fn accept_loop<H: AnswerHook>(
+    listener: TcpListener,
+    shared: Arc<Shared<H>>,
+    connections: Arc<Semaphore>,
+    stop: StopAt,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -38,8 +55,9 @@ pub(crate) async fn accept_loop<H: AnswerHook>(listener: TcpListener, shared: Ar
             continue;
         };
         let shared = Arc::clone(&shared);
+        let stop = stop.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, shared).await;
+            serve_connection(stream, peer, shared, stop).await;
             drop(permit);
         });
     }
@@ -49,6 +67,7 @@ async fn serve_connection<H: AnswerHook>(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared<H>>,
+    mut stop: StopAt,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
@@ -69,11 +88,15 @@ async fn serve_connection<H: AnswerHook>(
                 Ok(Err(_)) | Err(_) => break,
             },
             () = dropped.notified() => break,
+            () = reading_ends(&mut stop) => break,
         };
         let mut packet = vec![0u8; usize::from(len)];
-        match timeout(idle, reader.read_exact(&mut packet)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => break,
+        tokio::select! {
+            read = timeout(idle, reader.read_exact(&mut packet)) => match read {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => break,
+            },
+            () = reading_ends(&mut stop) => break,
         }
         let Ok(permit) = Arc::clone(&pipelined).acquire_owned().await else {
             break;
@@ -97,6 +120,18 @@ async fn serve_connection<H: AnswerHook>(
     }
     while queries.join_next().await.is_some() {}
     let _ = writer.lock().await.shutdown().await;
+}
+
+/// Completes when a connection must stop reading: at the instant a stopping proxy set,
+/// or at once when the proxy is gone.
+async fn reading_ends(stop: &mut StopAt) {
+    let at = match stop.wait_for(Option::is_some).await {
+        Ok(at) => *at,
+        Err(_) => return,
+    };
+    if let Some(at) = at {
+        sleep_until(at).await;
+    }
 }
 
 async fn write_frame(writer: &Mutex<OwnedWriteHalf>, peer: SocketAddr, reply: &[u8]) {

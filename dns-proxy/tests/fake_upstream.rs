@@ -446,6 +446,75 @@ async fn idle_tcp_connection_is_closed() {
     assert_eq!(read.unwrap(), 0);
 }
 
+/// A node handing over stops its DNS proxy: its TCP connections must not go on answering
+/// (what those answers teach would be installed by the old node only, unknown to the
+/// successor). A query read before the stop, or within its short grace (a client that
+/// connected just before it), is answered and its answer installed before the stop
+/// returns; then every connection closes and its client reconnects.
+#[tokio::test]
+async fn a_stopping_proxy_answers_what_it_read_over_tcp_then_closes() {
+    // The upstream says when it has a query, and answers it 300 ms later.
+    let (asked, mut asked_rx) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = fake_upstream(Arc::new(move |q, _| {
+        let _ = asked.send(q.metadata.id);
+        (
+            Duration::from_millis(300),
+            vec![answer(q, &[[192, 0, 2, 7]], 30).to_vec().unwrap()],
+        )
+    }))
+    .await;
+    let mut proxy = start_proxy(|_| {}, allow_all(), Some(upstream), HookMode::Succeed).await;
+    let ask = |id| query(id, "www.example.", RecordType::A).to_vec().unwrap();
+    // Idle from the start (the idle timeout is seconds): the stop closes it too.
+    let mut idle = TcpStream::connect(proxy.addr).await.unwrap();
+    // Served once, then idle until it asks again during the stop's grace.
+    let mut again = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp_send(&mut again, &ask(1)).await;
+    let reply = tokio::time::timeout(WAIT, tcp_recv(&mut again)).await;
+    assert!(reply.unwrap().is_some());
+    assert_eq!(asked_rx.recv().await, Some(1));
+    // Its query in flight when the stop begins.
+    let mut busy = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp_send(&mut busy, &ask(2)).await;
+    let id = tokio::time::timeout(WAIT, asked_rx.recv()).await.unwrap();
+    assert_eq!(id, Some(2), "the proxy forwarded the query");
+
+    let (stopped, ()) = tokio::join!(tokio::time::timeout(WAIT, proxy.stop()), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tcp_send(&mut again, &ask(3)).await;
+    });
+    stopped.expect("the stop waits for the answers in flight, not for idle connections");
+    let learned = proxy.hook_calls();
+    assert_eq!(
+        learned.len(),
+        3,
+        "every answer read before the stop or in its grace is installed before it returns"
+    );
+    assert_eq!(
+        learned[1].1.ips[0].addr,
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))
+    );
+
+    for (id, stream) in [(2, &mut busy), (3, &mut again)] {
+        let reply = tokio::time::timeout(WAIT, tcp_recv(stream))
+            .await
+            .expect("the answer in flight is sent")
+            .expect("an answer, not the end of the connection");
+        assert_eq!(Message::from_vec(&reply).unwrap().metadata.id, id);
+    }
+    for (name, stream) in [
+        ("busy", &mut busy),
+        ("again", &mut again),
+        ("idle", &mut idle),
+    ] {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .unwrap_or_else(|_| panic!("the {name} connection is still open after the stop"));
+        assert_eq!(read.unwrap(), 0, "the {name} connection is closed");
+    }
+}
+
 #[tokio::test]
 async fn no_original_destination_and_no_fixed_upstream_is_refused() {
     let mut proxy = start_proxy(|_| {}, allow_all(), None, HookMode::Succeed).await;

@@ -142,8 +142,9 @@ impl DnsService {
         self.instances.iter().map(|i| (i.addr, &i.sockets))
     }
 
-    /// Stops reading the sockets (a successor serves them now). Queries already read
-    /// finish on their own tasks, and their flows are still written.
+    /// Stops reading the sockets (a successor serves them now) and returns once what was
+    /// read is answered, TCP connections closed (see `DnsProxy::serve`), so that the FQDN
+    /// state saved next holds every answer this node gave.
     pub async fn release(self) {
         self.stop().await;
     }
@@ -153,8 +154,9 @@ impl DnsService {
         self.port
     }
 
-    /// Stops accepting queries. Queries in flight are abandoned with the runtime; their
-    /// clients retry against whatever serves the port next (or fail closed).
+    /// Stops accepting queries and waits, bounded, until what was read is answered (see
+    /// `DnsProxy::serve`); clients whose queries were not read retry against whatever
+    /// serves the port next (or fail closed).
     pub async fn stop(self) {
         for instance in self.instances {
             let _ = instance.stop.send(());
