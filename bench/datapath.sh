@@ -14,8 +14,8 @@
 # tcp_tw_reuse=1 so that they never exhaust its ports, which would slow whichever path
 # runs later in a repetition (connect() searching longer for a free port).
 # Proxy CPU is user+system time of the proxy process(es) from /proc, per connection
-# and per GB. Memory per idle connection: RSS growth of the proxy while 1,000 idle
-# connections are open through it.
+# and per GB. Memory per idle connection: RSS growth of the proxy, freshly started, while
+# 1,000 more idle connections open through it beside 1,000 open already.
 # Usage: bench/datapath.sh [repetitions=3] [connects=2000] [seconds=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -142,7 +142,10 @@ for _ in range(n):
     s = socket.create_connection((host, port)); s.close()
 print(int(n / (time.perf_counter() - t)))"
 
-# RSS growth (bytes) of the given pids' total while N idle connections are open.
+# RSS growth (bytes) per connection of the given pids' total when N more idle connections
+# open beside N already open: the first batch absorbs what the process still settles
+# after its start (a fresh node returns startup memory for a while, which read as a
+# negative growth), the second is the cost of a connection.
 idle_py="import socket, sys, time
 host, port, n, pids = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(',')
 def rss():
@@ -152,9 +155,11 @@ def rss():
             if line.startswith('VmRSS:'):
                 total += int(line.split()[1]) * 1024
     return total
-before = rss()
 held = [socket.create_connection((host, port)) for _ in range(n)]
-time.sleep(1)
+time.sleep(2)
+before = rss()
+held += [socket.create_connection((host, port)) for _ in range(n)]
+time.sleep(2)
 print(int((rss() - before) / n))"
 
 # mode → how the client runs, where it connects, and which pids are the proxy.
@@ -220,9 +225,16 @@ for mode in "${modes[@]}"; do
   printf '| %s | %s | %.2f | %s | %s | %.2f | %s |\n' "$mode" "$c" "$(echo "$c / $dc" | bc -l)" "$u" "$g" "$(echo "$g / $dg" | bc -l)" "$s"
 done
 
-# Memory per idle proxied connection (sluice: every connection through the proxy).
+# Memory per idle proxied connection (sluice: every connection through the proxy), each
+# proxy started afresh: after the load above their allocators hold freed memory that new
+# connections reuse, which hid what a connection costs (one run read negative).
+kill "$node" $ngx $hap 2>/dev/null || true
+wait "$node" $ngx $hap 2>/dev/null || true
 config true
-sleep 1
+start_node "$work/node-fresh.log" --config "$work/config.yaml"
+nginx -c "$work/nginx.conf" & ngx=$!
+haproxy -f "$work/haproxy.cfg" -db >>"$work/haproxy.log" 2>&1 & hap=$!
+sleep 2
 printf '\n| proxy | RSS per idle connection (bytes, %s connections) |\n|---|---|\n' "$idle"
 for mode in sluice nginx haproxy; do
   read -r -a pids <<< "$(proxy_pids "$mode")"

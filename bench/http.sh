@@ -7,13 +7,18 @@
 #              (worker_processes auto: one per CPU, keep-alive upstream); the client's
 #              policy allows it at L4 (toEntities host), so the kernel lets it by
 #   haproxy    through haproxy in HTTP mode, the same way (nbthread: one per CPU)
+#   haproxy-tcp  through haproxy in TCP mode: a byte relay that parses nothing, each
+#              client connection spliced to a backend connection of its own; not an
+#              HTTP proxy, the floor for any relay in user space over the kernel's TCP
+#              (not in the default MODES)
 #   sluice-10  every request through sluice's HTTP engine with an L7 policy of 10
 #              rules (`sluice up` default: one worker thread per CPU)
 #   sluice-1k  the same with 1,000 rules
 # The backend is nginx (1 worker) answering a small body, inside the server pod.
 # Load: wrk -t1 -c32 (HTTP/1.1 keep-alive, closed loop) for rps and p50/p99; h2load -m10
 # for HTTP/2 (direct, nginx, sluice). Proxy CPU (user+system of the proxy process from
-# /proc) per request. Repetitions rotate through the targets; medians are printed, with
+# /proc) per request, and the part of it in the kernel (system time: the proxy's socket
+# calls and the TCP/IP and veth work they run). Repetitions rotate through the targets; medians are printed, with
 # ratios to nginx and to direct.
 # Usage: [MODES="direct nginx …"] [SLUICE_WORKERS=N] bench/http.sh [repetitions=3] [seconds=10]
 set -euo pipefail
@@ -112,7 +117,7 @@ $(rules "$1")
   # nginx and haproxy on the gateway (a host address).
   - toEntities: [host]
     toPorts:
-    - ports: [{port: "15410", protocol: TCP}, {port: "15411", protocol: TCP}, {port: "15420", protocol: TCP}]
+    - ports: [{port: "15410", protocol: TCP}, {port: "15411", protocol: TCP}, {port: "15420", protocol: TCP}, {port: "15421", protocol: TCP}]
 YAML
 }
 
@@ -153,6 +158,10 @@ defaults
 listen web
   bind $gateway:15420
   server s $server:8080
+listen relay
+  mode tcp
+  bind $gateway:15421
+  server s $server:8080
 CONF
 
 # mode → "enter command|url|proxy pids"
@@ -161,6 +170,7 @@ target() {
     direct) echo "$inpod|http://$server:8090/bench|" ;;
     nginx) echo "$inpod|http://$gateway:15410/bench|$(pgrep -P "$ngx" | tr '\n' ' ')" ;;
     haproxy) echo "$inpod|http://$gateway:15420/bench|$hap" ;;
+    haproxy-tcp) echo "$inpod|http://$gateway:15421/bench|$hap" ;;
     sluice-10|sluice-1k) echo "$inpod|http://$server:8080/bench|$node" ;;
   esac
 }
@@ -173,15 +183,15 @@ h2target() {
   esac
 }
 
-run_wrk() { # $1 = mode; prints "rps p50_us p99_us cpu_us_per_req"
-  local enter url pids t0 t1 out
+run_wrk() { # $1 = mode; prints "rps p50_us p99_us cpu_us_per_req sys_us_per_req"
+  local enter url pids t0 t1 s0 s1 out
   IFS='|' read -r enter url pids < <(target "$1")
   read -r -a pida <<< "$pids"
   local hz; hz=$(getconf CLK_TCK)
-  t0=$(cpu_ticks "${pida[@]}")
+  t0=$(cpu_ticks "${pida[@]}"); s0=$(sys_ticks "${pida[@]}")
   # shellcheck disable=SC2086
   out=$($enter wrk -t1 -c32 -d"${secs}s" --latency "$url")
-  t1=$(cpu_ticks "${pida[@]}")
+  t1=$(cpu_ticks "${pida[@]}"); s1=$(sys_ticks "${pida[@]}")
   echo "$out" | python3 -c "
 import re, sys
 text = sys.stdin.read()
@@ -204,7 +214,7 @@ non2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', text)
 if non2xx:
     sys.exit('wrong answers: ' + non2xx.group(1) + ' non-2xx responses')
 reqs = rps * $secs
-print(f'{rps:.0f} {p50:.0f} {p99:.0f} {($t1 - $t0) * 1e6 / $hz / reqs:.1f}')
+print(f'{rps:.0f} {p50:.0f} {p99:.0f} {($t1 - $t0) * 1e6 / $hz / reqs:.1f} {($s1 - $s0) * 1e6 / $hz / reqs:.1f}')
 "
 }
 
@@ -230,24 +240,24 @@ nginx -c "$work/nginx.conf" & ngx=$!
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & hap=$!
 sleep 1
 read -r -a modes <<< "${MODES:-direct nginx haproxy sluice-10 sluice-1k}"
-declare -A rps p50 p99 cpu h2
+declare -A rps p50 p99 cpu sys h2
 for rep in $(seq "$reps"); do
   for mode in "${modes[@]}"; do
     case $mode in
       sluice-10) config 10; sleep 2 ;;
       sluice-1k) config 1000; sleep 3 ;;
     esac
-    read -r r a b c < <(run_wrk "$mode")
+    read -r r a b c k < <(run_wrk "$mode")
     h=$(run_h2 "$mode")
-    rps[$mode]+="$r "; p50[$mode]+="$a "; p99[$mode]+="$b "; cpu[$mode]+="$c "; h2[$mode]+="$h "
-    echo "rep $rep $mode: $r req/s, p50 ${a}µs, p99 ${b}µs, proxy CPU ${c}µs/req; h2 $h req/s" >&2
+    rps[$mode]+="$r "; p50[$mode]+="$a "; p99[$mode]+="$b "; cpu[$mode]+="$c "; sys[$mode]+="$k "; h2[$mode]+="$h "
+    echo "rep $rep $mode: $r req/s, p50 ${a}µs, p99 ${b}µs, proxy CPU ${c}µs/req (${k} in the kernel); h2 $h req/s" >&2
   done
 done
 dr=$(echo "${rps[direct]:-}" | median); nr=$(echo "${rps[nginx]:-}" | median); np=$(echo "${p99[nginx]:-}" | median)
 ratio() { if [ -n "$2" ]; then echo "$1 / $2" | bc -l; else echo 0; fi; }
-printf '| target | req/s | vs nginx | vs direct | p50 µs | p99 µs | p99 vs nginx | proxy CPU µs/req | h2 req/s |\n|---|---|---|---|---|---|---|---|---|\n'
+printf '| target | req/s | vs nginx | vs direct | p50 µs | p99 µs | p99 vs nginx | proxy CPU µs/req | of it kernel | h2 req/s |\n|---|---|---|---|---|---|---|---|---|---|\n'
 for mode in "${modes[@]}"; do
   r=$(echo "${rps[$mode]}" | median); a=$(echo "${p50[$mode]}" | median); b=$(echo "${p99[$mode]}" | median)
-  c=$(echo "${cpu[$mode]}" | median); h=$(echo "${h2[$mode]}" | median)
-  printf '| %s | %s | %.2f | %.2f | %s | %s | %.2f | %s | %s |\n' "$mode" "$r" "$(ratio "$r" "$nr")" "$(ratio "$r" "$dr")" "$a" "$b" "$(ratio "$b" "$np")" "$c" "$h"
+  c=$(echo "${cpu[$mode]}" | median); k=$(echo "${sys[$mode]}" | median); h=$(echo "${h2[$mode]}" | median)
+  printf '| %s | %s | %.2f | %.2f | %s | %s | %.2f | %s | %s | %s |\n' "$mode" "$r" "$(ratio "$r" "$nr")" "$(ratio "$r" "$dr")" "$a" "$b" "$(ratio "$b" "$np")" "$c" "$k" "$h"
 done

@@ -46,5 +46,13 @@ cpu_ticks() {
   echo "$t"
 }
 
-# The median of the numbers on stdin (space or newline separated).
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Total stime (clock ticks: time in the kernel on their behalf) of the given pids.
+sys_ticks() {
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+
+# The median of the numbers on stdin (space or newline separated); nothing for none
+# (a mode left out of MODES).
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
