@@ -20,12 +20,16 @@
 # /proc) per request, and the part of it in the kernel (system time: the proxy's socket
 # calls and the TCP/IP and veth work they run). Repetitions rotate through the targets; medians are printed, with
 # ratios to nginx and to direct.
-# Usage: [MODES="direct nginx …"] [SLUICE_WORKERS=N] bench/http.sh [repetitions=3] [seconds=10]
+# CLOSE=1: every request on a connection of its own (wrk sends `Connection: close`), the
+# HTTP/1.1 load of clients without keep-alive: the connection's setup is paid per request.
+# Usage: [MODES="direct nginx …"] [SLUICE_WORKERS=N] [CLOSE=1] bench/http.sh [repetitions=3] [seconds=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 reps=${1:-3}
 secs=${2:-10}
+close=()
+[ "${CLOSE:-0}" = 1 ] && close=(-H "Connection: close")
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -190,7 +194,7 @@ run_wrk() { # $1 = mode; prints "rps p50_us p99_us cpu_us_per_req sys_us_per_req
   local hz; hz=$(getconf CLK_TCK)
   t0=$(cpu_ticks "${pida[@]}"); s0=$(sys_ticks "${pida[@]}")
   # shellcheck disable=SC2086
-  out=$($enter wrk -t1 -c32 -d"${secs}s" --latency "$url")
+  out=$($enter wrk -t1 -c32 -d"${secs}s" --latency "${close[@]}" "$url")
   t1=$(cpu_ticks "${pida[@]}"); s1=$(sys_ticks "${pida[@]}")
   echo "$out" | python3 -c "
 import re, sys

@@ -281,7 +281,10 @@ fn write_back(
 }
 
 /// Records one L3/L4 decision (the proxy's for TCP, the DNS proxy's for a query) as
-/// Hubble does: the policy-verdict flow, and a drop flow beside a drop.
+/// Hubble does: the policy-verdict flow, and a drop flow beside a drop. Both are built
+/// when first read (`FlowRing::push_lazy`), not on the connection's path: until then they
+/// hold the decision's policy references and the compiled policy it was made on, for
+/// the endpoints' names and labels (the ring's capacity bounds how many flows wait).
 #[allow(clippy::too_many_arguments)]
 pub fn record(
     shared: &Shared,
@@ -293,32 +296,89 @@ pub fn record(
     decision: &Decision,
     proxy_port: u16,
 ) {
-    let universe = snapshot.policy.universe();
-    let endpoint = |id: Identity, ip: IpAddr| endpoint_of(universe, id, ip);
     let (verdict, drop_reason) = FlowVerdict::from_decision(decision, false);
-    push_l4(
-        shared,
-        &L4Event {
-            time: Timestamp::now(),
-            node_name: &shared.node_name,
-            source: endpoint(src_id, src.ip()),
-            destination: endpoint(dst_id, dst.ip()),
+    let decided = Arc::new(Decided {
+        time: Timestamp::now(),
+        node_name: Arc::clone(&shared.node_name),
+        policy: Arc::clone(&snapshot.policy),
+        revision: snapshot.generation,
+        addrs: (src, dst),
+        identities: (src_id, dst_id),
+        proto,
+        direction,
+        verdict,
+        drop_reason,
+        allowed_by: decision.allowed_by.clone(),
+        denied_by: decision.denied_by.clone(),
+        auth: decision.authentication,
+        proxy_port,
+    });
+    let dropped = verdict == FlowVerdict::Dropped && drop_reason.is_some();
+    if dropped {
+        let drop = Arc::clone(&decided);
+        push_lazy(
+            shared,
+            Box::new(move || Flow::policy_verdict(&decided.event())),
+        );
+        push_lazy(
+            shared,
+            Box::new(move || {
+                let ev = drop.event();
+                // Always a drop event: `dropped` is `drop_event`'s own condition.
+                Flow::drop_event(&ev).unwrap_or_else(|| Flow::policy_verdict(&ev))
+            }),
+        );
+    } else {
+        push_lazy(
+            shared,
+            Box::new(move || Flow::policy_verdict(&decided.event())),
+        );
+    }
+}
+
+/// What a decision's flows are built from, owned until they are read.
+struct Decided {
+    time: Timestamp,
+    node_name: Arc<str>,
+    policy: Arc<sluice_identity::policy::CompiledPolicy>,
+    revision: u32,
+    addrs: (SocketAddr, SocketAddr),
+    identities: (Identity, Identity),
+    proto: Protocol,
+    direction: Direction,
+    verdict: FlowVerdict,
+    drop_reason: Option<DropReason>,
+    allowed_by: Vec<Arc<sluice_identity::PolicyRef>>,
+    denied_by: Vec<Arc<sluice_identity::PolicyRef>>,
+    auth: Option<sluice_identity::policy::AuthMode>,
+    proxy_port: u16,
+}
+
+impl Decided {
+    fn event(&self) -> L4Event<'_> {
+        let universe = self.policy.universe();
+        let ((src, dst), (src_id, dst_id)) = (self.addrs, self.identities);
+        L4Event {
+            time: self.time,
+            node_name: &self.node_name,
+            source: endpoint_of(universe, src_id, src.ip()),
+            destination: endpoint_of(universe, dst_id, dst.ip()),
             source_ip: src.ip(),
             destination_ip: dst.ip(),
-            l4: Layer4::connection(proto, src.port(), dst.port()),
-            direction,
-            verdict,
-            drop_reason,
-            match_type: l3l4_match(&decision.allowed_by),
-            allowed_by: &decision.allowed_by,
-            denied_by: &decision.denied_by,
-            policy_revision: u64::from(snapshot.generation),
-            auth: decision.authentication,
-            proxy_port: Some(proxy_port),
+            l4: Layer4::connection(self.proto, src.port(), dst.port()),
+            direction: self.direction,
+            verdict: self.verdict,
+            drop_reason: self.drop_reason,
+            match_type: l3l4_match(&self.allowed_by),
+            allowed_by: &self.allowed_by,
+            denied_by: &self.denied_by,
+            policy_revision: u64::from(self.revision),
+            auth: self.auth,
+            proxy_port: Some(self.proxy_port),
             socket_cookie: None,
             cgroup_id: None,
-        },
-    );
+        }
+    }
 }
 
 /// An L3/L4 decision's match type: L3_L4 when some policy allowed it.

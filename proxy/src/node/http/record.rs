@@ -7,12 +7,13 @@
 //! (`authorization`, `cookie` …) and of headers that a `headerMatches` secret covers,
 //! which show as `[redacted]`: flows are read by more people than secrets are.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderMap, Method, Version};
-use sluice_identity::{Direction, PolicyRef};
+use sluice_identity::policy::CompiledPolicy;
+use sluice_identity::{Direction, Identity, PolicyRef};
 use sluice_l7::http::REDACTED;
 
 use super::super::proxy::{Shared, endpoint_of, push_lazy};
@@ -22,23 +23,38 @@ use crate::flow::{
     Endpoint, Flow, FlowVerdict, HttpEvent, HttpHeader, HttpVersion, Policy, Timestamp,
 };
 
-/// A connection's two ends as its flows show them, built once per policy generation
-/// (labels and names are formatted here, not per request).
+/// A connection's two ends as its flows show them, for one policy generation: built
+/// (labels and names formatted) once, when its first flow is read, not per request and
+/// not on the connection's path.
 #[derive(Debug)]
 pub struct Parties {
     pub generation: u32,
-    pub source: Arc<Endpoint>,
-    pub destination: Arc<Endpoint>,
+    policy: Arc<CompiledPolicy>,
+    source: (Identity, IpAddr),
+    destination: (Identity, IpAddr),
+    built: OnceLock<(Arc<Endpoint>, Arc<Endpoint>)>,
 }
 
 impl Parties {
     pub fn of(snapshot: &Snapshot, conn: &ConnInfo) -> Self {
-        let universe = snapshot.policy.universe();
         Self {
             generation: snapshot.generation,
-            source: endpoint_of(universe, conn.key.source, conn.peer.ip()),
-            destination: endpoint_of(universe, conn.key.destination, conn.destination.ip()),
+            policy: Arc::clone(&snapshot.policy),
+            source: (conn.key.source, conn.peer.ip()),
+            destination: (conn.key.destination, conn.destination.ip()),
+            built: OnceLock::new(),
         }
+    }
+
+    /// The source and destination endpoints.
+    fn endpoints(&self) -> &(Arc<Endpoint>, Arc<Endpoint>) {
+        self.built.get_or_init(|| {
+            let universe = self.policy.universe();
+            (
+                endpoint_of(universe, self.source.0, self.source.1),
+                endpoint_of(universe, self.destination.0, self.destination.1),
+            )
+        })
     }
 }
 
@@ -67,8 +83,8 @@ impl RequestRecord {
     fn event<'a>(&'a self, shared: &'a RecordContext) -> HttpEvent<'a> {
         HttpEvent {
             node_name: &shared.node_name,
-            source: self.parties.source.clone(),
-            destination: self.parties.destination.clone(),
+            source: self.parties.endpoints().0.clone(),
+            destination: self.parties.endpoints().1.clone(),
             source_addr: self.source_addr,
             destination_addr: self.destination_addr,
             direction: self.direction,
