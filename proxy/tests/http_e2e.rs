@@ -37,6 +37,8 @@ class Echo(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("content-type", "text/plain")
         self.send_header("content-length", str(len(out)))
+        # Which upstream connection carried the request (the proxy's source port).
+        self.send_header("x-upstream-port", str(self.client_address[1]))
         self.end_headers()
         self.wfile.write(out)
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = echo
@@ -358,6 +360,38 @@ fn http_rules_are_enforced_per_request_with_flows() {
         ],
     );
     assert_eq!(reuse, "200:1\n403:0\n200:0\n", "keep-alive across a denial");
+
+    // Client connections that end after one request (`Connection: close`, each its own
+    // curl) take turns on one pooled upstream connection: the next one takes it back
+    // from the pool, none is closed and made again.
+    let ports: Vec<String> = (0..5)
+        .map(|_| {
+            let head = in_frontend(
+                "curl",
+                &[
+                    "-s",
+                    "-m",
+                    "5",
+                    "-D",
+                    "-",
+                    "-o",
+                    "/dev/null",
+                    "-H",
+                    "Connection: close",
+                    &api("/api/pooled"),
+                ],
+            );
+            head.lines()
+                .find_map(|l| l.strip_prefix("x-upstream-port: "))
+                .unwrap_or_else(|| panic!("no upstream port in {head}"))
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        ports.iter().all(|p| *p == ports[0]),
+        "one upstream connection for successive client connections: {ports:?}"
+    );
 
     // HTTP/2 with prior knowledge, to an HTTP/2 server.
     let h2 = |path: &str| {
