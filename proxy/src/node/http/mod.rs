@@ -129,34 +129,11 @@ impl Drop for ConnState {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        let Some(mut sender) = held else { return };
-        let key = self.upstream_key();
-        if sender.is_ready() {
-            self.shared.http.h1.checkin(key, sender);
-            return;
+        if let Some(sender) = held {
+            self.shared.http.h1.checkin(self.upstream_key(), sender);
         }
-        if sender.is_closed() {
-            return;
-        }
-        // The last response's end may not have reached its connection's task yet (the
-        // client's connection ended first, as with `Connection: close`): give it a
-        // moment instead of closing a good connection. One still busy after that (a
-        // body the client left unread) closes.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let shared = Arc::clone(&self.shared);
-        runtime.spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(H1_SETTLE, sender.ready()).await {
-                shared.http.h1.checkin(key, sender);
-            }
-        });
     }
 }
-
-/// How long an HTTP/1.1 upstream connection whose client connection ended may take to
-/// become idle and go back to the pool.
-const H1_SETTLE: Duration = Duration::from_secs(1);
 
 impl ConnState {
     /// The rules for the current snapshot: the connection's own, recomputed once after a

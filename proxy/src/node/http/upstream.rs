@@ -48,6 +48,9 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 const MAX_CLIENTS: usize = 4096;
 /// Idle HTTP/1.1 connections kept per (source, destination, bind).
 const MAX_IDLE_PER_KEY: usize = 64;
+/// How long an HTTP/1.1 connection checked in before its last response was complete
+/// may take to become idle and join the pool.
+const SETTLE: Duration = Duration::from_secs(1);
 /// How often idle HTTP/1.1 connections past [`POOL_IDLE_TIMEOUT`] are closed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -145,27 +148,31 @@ impl H1Pool {
         None
     }
 
-    /// Keeps `sender` for the next downstream connection of `key`, if it is open and idle
-    /// (one whose response is still streaming, or was upgraded, is let go: it closes
-    /// when done).
-    pub fn checkin(&self, key: UpstreamKey, sender: H1Sender) {
-        if !sender.is_ready() {
+    /// Keeps `sender` for the next downstream connection of `key`, once it is idle. One
+    /// that has not taken in the end of its last response yet (its downstream connection
+    /// ended first, as with `Connection: close`) gets [`SETTLE`] to become idle; one
+    /// still busy then (a body the client left unread), closed, or upgraded is let go:
+    /// it closes when done.
+    pub fn checkin(&self, key: UpstreamKey, mut sender: H1Sender) {
+        if sender.is_closed() {
             return;
         }
         self.start_sweeper();
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        if idle.len() >= MAX_CLIENTS && !idle.contains_key(&key) {
-            sweep(&mut idle, now);
-            if idle.len() >= MAX_CLIENTS {
-                idle.clear();
+        if sender.is_ready() {
+            keep(&self.idle, key, sender);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let idle = Arc::downgrade(&self.idle);
+        runtime.spawn(async move {
+            if let Ok(Ok(())) = tokio::time::timeout(SETTLE, sender.ready()).await
+                && let Some(idle) = idle.upgrade()
+            {
+                keep(&idle, key, sender);
             }
-        }
-        let list = idle.entry(key).or_default();
-        list.retain(|c| c.usable(now));
-        if list.len() < MAX_IDLE_PER_KEY {
-            list.push(Idle { sender, since: now });
-        }
+        });
     }
 
     /// Idle connections past the idle timeout are closed every [`SWEEP_INTERVAL`] (the
@@ -183,6 +190,24 @@ impl H1Pool {
                 }
             });
         });
+    }
+}
+
+/// Adds an idle `sender` to the pool: at most [`MAX_IDLE_PER_KEY`] per key and
+/// [`MAX_CLIENTS`] keys.
+fn keep(idle: &IdleMap, key: UpstreamKey, sender: H1Sender) {
+    let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    if idle.len() >= MAX_CLIENTS && !idle.contains_key(&key) {
+        sweep(&mut idle, now);
+        if idle.len() >= MAX_CLIENTS {
+            idle.clear();
+        }
+    }
+    let list = idle.entry(key).or_default();
+    list.retain(|c| c.usable(now));
+    if list.len() < MAX_IDLE_PER_KEY {
+        list.push(Idle { sender, since: now });
     }
 }
 
