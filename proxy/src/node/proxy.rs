@@ -313,25 +313,19 @@ pub fn record(
         auth: decision.authentication,
         proxy_port,
     });
-    let dropped = verdict == FlowVerdict::Dropped && drop_reason.is_some();
-    if dropped {
-        let drop = Arc::clone(&decided);
-        push_lazy(
-            shared,
-            Box::new(move || Flow::policy_verdict(&decided.event())),
-        );
+    let verdict_flow = Arc::clone(&decided);
+    push_lazy(
+        shared,
+        Box::new(move || Flow::policy_verdict(&verdict_flow.event())),
+    );
+    // `Flow::drop_event`'s own condition, known before the event is built.
+    if verdict == FlowVerdict::Dropped && drop_reason.is_some() {
         push_lazy(
             shared,
             Box::new(move || {
-                let ev = drop.event();
-                // Always a drop event: `dropped` is `drop_event`'s own condition.
+                let ev = decided.event();
                 Flow::drop_event(&ev).unwrap_or_else(|| Flow::policy_verdict(&ev))
             }),
-        );
-    } else {
-        push_lazy(
-            shared,
-            Box::new(move || Flow::policy_verdict(&decided.event())),
         );
     }
 }
